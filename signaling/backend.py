@@ -1,0 +1,105 @@
+"""The state shared between nodes: presence logs and the participant registry.
+
+`StateBackend` is the one interface; `MemoryBackend` (one process) implements it now and a
+Redis backend (many nodes) later. Nothing here assumes the state is local: every call is async
+and returns copies, never live objects.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+Participant = dict[str, Any]
+PresenceEvent = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much history each room's presence log keeps for recovery."""
+
+    max_events: int = 1000
+    max_age: float = 600.0
+
+
+@dataclass
+class Recovery:
+    """The answer to "what happened since (epoch, offset)?" - events, or a fresh snapshot.
+
+    Exactly one of `events` and `participants` is set: recovery is all-or-nothing.
+    """
+
+    epoch: str
+    offset: int
+    events: list[PresenceEvent] | None = None
+    participants: list[Participant] | None = None
+
+    @property
+    def is_snapshot(self) -> bool:
+        return self.events is None
+
+
+@dataclass
+class RoomInfo:
+    name: str
+    participants: int
+    created_at: int  # ms epoch
+
+
+@dataclass
+class JoinResult:
+    event: PresenceEvent
+    snapshot: Recovery  # the room as it stands right after the join
+    replaced_owner: str | None = None  # the connection that held the identity before
+
+
+@dataclass
+class Membership:
+    participant: Participant
+    owner: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StateBackend(ABC):
+    """Presence logs and participants of every room, behind one async interface."""
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Start background work (sweepers, heartbeats)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Stop background work and release connections."""
+
+    @abstractmethod
+    async def join(self, room: str, participant: Participant, owner: str) -> JoinResult:
+        """Add a participant, or replace the connection holding its identity (an `update`)."""
+
+    @abstractmethod
+    async def leave(self, room: str, identity: str, owner: str | None = None) -> PresenceEvent | None:
+        """Remove a participant; with `owner`, only if that connection still holds it."""
+
+    @abstractmethod
+    async def update(
+        self, room: str, identity: str, owner: str | None, changes: dict[str, Any], kind: str = "update"
+    ) -> PresenceEvent | None:
+        """Change a participant's fields (`kind` "track" for track changes)."""
+
+    @abstractmethod
+    async def membership(self, room: str, identity: str) -> Membership | None:
+        """The participant and the connection that holds it, if present."""
+
+    @abstractmethod
+    async def snapshot(self, room: str) -> Recovery | None:
+        """The room's participants with the log position they correspond to; None if unknown."""
+
+    @abstractmethod
+    async def recover(self, room: str, epoch: str | None, offset: int | None, wait: float = 0.0) -> Recovery:
+        """Events after (epoch, offset) if all are still held, else a snapshot.
+
+        With `wait` > 0 and nothing newer yet, hold up to `wait` seconds for the next event.
+        An unknown room gets a (new, empty) log so that watchers can wait for the first join.
+        """
+
+    @abstractmethod
+    async def rooms(self) -> list[RoomInfo]:
+        """Rooms that have participants."""
