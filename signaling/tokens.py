@@ -21,7 +21,7 @@ from .protocol import (
 ALGORITHM = "HS256"
 DEFAULT_TTL = 3600
 MAX_TTL = 7 * 24 * 3600
-MIN_SECRET_BYTES = 16
+MIN_SECRET_BYTES = 32
 
 
 @dataclass(frozen=True)

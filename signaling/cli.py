@@ -1,0 +1,163 @@
+"""The `roomwire` command: `serve`, `token`, and commands that installed plugins add (`bot`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+
+from .tokens import DEFAULT_TTL, Grants, TokenIssuer
+
+SECRET_HELP = (
+    "set ROOMWIRE_SECRET (or pass --secret) to a long random string, for example:\n"
+    "  export ROOMWIRE_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')\n"
+    "or run `roomwire serve --dev` on your own machine to try it out"
+)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_ice_servers(raw: str) -> list[dict[str, object]]:
+    try:
+        servers = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        example = '[{"urls": "stun:host:3478"}]'
+        raise SystemExit(f"roomwire: --ice-servers must be JSON ({exc}); e.g. '{example}'") from None
+    if not isinstance(servers, list) or not all(isinstance(s, dict) and "urls" in s for s in servers):
+        raise SystemExit("roomwire: --ice-servers must be a JSON list of {urls, username?, credential?}")
+    return servers
+
+
+def serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from .access_log import RedactingAccessLogger
+    from .app import ServeConfig, build_app
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    secret = args.secret or os.environ.get("ROOMWIRE_SECRET")
+    if not secret:
+        if not args.dev:
+            print(f"roomwire: no secret to sign tokens with.\n{SECRET_HELP}", file=sys.stderr)
+            return 2
+        secret = secrets.token_urlsafe(32)
+        print("roomwire: dev mode with a fresh secret for this run (tokens die with the process)")
+    if args.dev and not is_loopback(args.host):
+        print(
+            f"roomwire: WARNING: dev mode on {args.host}: anyone who can reach it can mint tokens "
+            "with POST /api/dev/token. Use it on localhost only.",
+            file=sys.stderr,
+        )
+    config = ServeConfig(
+        secret=secret,
+        host=args.host,
+        port=args.port,
+        dev=args.dev,
+        cors_origins=args.cors_origin,
+        ice_servers=parse_ice_servers(args.ice_servers),
+        media=args.media,
+    )
+    try:
+        app, _ = build_app(config)
+    except ValueError as exc:
+        print(f"roomwire: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+
+        asyncio.set_event_loop(uvloop.new_event_loop())
+    except ImportError:
+        pass
+    mode = " (dev mode)" if args.dev else ""
+    url = f"http://{args.host}:{args.port}/"
+
+    def announce(_: str) -> None:
+        print(f"roomwire: serving on {url}{mode}; open it in a browser. Ctrl+C stops.", flush=True)
+
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        handler_cancellation=True,
+        shutdown_timeout=3,
+        access_log_class=RedactingAccessLogger,
+        print=announce,
+    )
+    return 0
+
+
+def token(args: argparse.Namespace) -> int:
+    secret = args.secret or os.environ.get("ROOMWIRE_SECRET")
+    if not secret:
+        print(f"roomwire: no secret to sign the token with.\n{SECRET_HELP}", file=sys.stderr)
+        return 2
+    if args.room is None and not args.admin:
+        print("roomwire: --room is required (only an --admin token may omit it)", file=sys.stderr)
+        return 2
+    try:
+        minted = TokenIssuer(secret).mint(
+            identity=args.identity,
+            room=args.room,
+            name=args.name or "",
+            grants=Grants(admin=args.admin),
+            ttl=args.ttl,
+        )
+    except ValueError as exc:
+        print(f"roomwire: {exc}", file=sys.stderr)
+        return 2
+    print(minted)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="roomwire", description="Real-time rooms over Socket.IO and WebRTC.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("serve", help="run the server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--secret", help="token signing secret (prefer the ROOMWIRE_SECRET variable)")
+    p.add_argument("--dev", action="store_true", help="development mode: POST /api/dev/token mints tokens")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="allow browser pages from this origin (repeatable); none by default")
+    p.add_argument("--ice-servers", default=os.environ.get("ROOMWIRE_ICE_SERVERS", "[]"),
+                   help="JSON list of ICE servers handed to clients and used by the SFU")
+    p.add_argument("--media", default="sfu", help="media backend (entry point name) or `none`")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(run=serve)
+
+    t = commands.add_parser("token", help="mint an access token offline")
+    t.add_argument("--room")
+    t.add_argument("--identity", required=True)
+    t.add_argument("--name")
+    t.add_argument("--ttl", type=int, default=DEFAULT_TTL)
+    t.add_argument("--admin", action="store_true")
+    t.add_argument("--secret", help="signing secret (prefer the ROOMWIRE_SECRET variable)")
+    t.set_defaults(run=token)
+
+    for plugin in entry_points(group="roomwire.commands"):
+        plugin.load()(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

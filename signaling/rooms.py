@@ -1,0 +1,154 @@
+"""Room membership: every presence change goes through here, in order, to every transport."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+
+from .backend import JoinResult, Participant, PresenceEvent, StateBackend
+from .media_backend import MediaBackend
+from .metrics import Metrics
+from .protocol import ProtocolError
+
+log = logging.getLogger("roomwire.rooms")
+
+JoinHook = Callable[[str, Participant], Awaitable[str | None]]
+LeaveHook = Callable[[str, Participant, str], Awaitable[None]]
+MessageHook = Callable[[str, str, Any, str | None], Awaitable[None]]
+
+
+def sio_room(room: str) -> str:
+    # Socket.IO also puts every sid in a room named after itself: prefix ours so that a room
+    # name can never address somebody's private channel.
+    return f"room:{room}"
+
+
+@dataclass
+class Hooks:
+    on_join: list[JoinHook] = field(default_factory=list)
+    on_leave: list[LeaveHook] = field(default_factory=list)
+    on_message: list[MessageHook] = field(default_factory=list)
+
+
+class RoomService:
+    def __init__(
+        self,
+        backend: StateBackend,
+        sio: socketio.AsyncServer,
+        metrics: Metrics,
+        hooks: Hooks,
+        media: MediaBackend | None,
+    ) -> None:
+        self.backend = backend
+        self.sio = sio
+        self.metrics = metrics
+        self.hooks = hooks
+        self.media = media
+        # One lock per room keeps "change the log, then tell everyone" in log order. Weak values:
+        # a lock lives only while somebody holds or waits for it.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _lock(self, room: str) -> asyncio.Lock:
+        lock = self._locks.get(room)
+        if lock is None:
+            lock = self._locks[room] = asyncio.Lock()
+        return lock
+
+    async def broadcast(self, room: str, event: PresenceEvent) -> None:
+        self.metrics.events_out.labels("presence").inc()
+        await self.sio.emit("presence", event, room=sio_room(room))
+
+    async def admit(self, room: str, participant: Participant) -> None:
+        """Ask the embedding app's `on_join` hooks; a returned reason refuses the join."""
+        for hook in self.hooks.on_join:
+            reason = await hook(room, dict(participant))
+            if reason:
+                raise ProtocolError("forbidden", str(reason))
+
+    async def join(self, room: str, participant: Participant, owner: str) -> JoinResult:
+        async with self._lock(room):
+            result = await self.backend.join(room, participant, owner)
+            if result.replaced_owner is None:
+                self.metrics.participants.inc()
+            await self.broadcast(room, result.event)
+        if result.replaced_owner is not None and result.replaced_owner != owner:
+            await self._drop_replaced(room, participant["identity"], result.replaced_owner)
+        return result
+
+    async def _drop_replaced(self, room: str, identity: str, old_owner: str) -> None:
+        if self.media is not None:
+            await self.media.participant_left(room, identity)
+        if is_socket_owner(old_owner):
+            await self.sio.emit("kicked", {"reason": "replaced"}, to=old_owner)
+            await self.sio.disconnect(old_owner)
+
+    async def leave(self, room: str, identity: str, owner: str | None, reason: str) -> bool:
+        async with self._lock(room):
+            event = await self.backend.leave(room, identity, owner)
+            if event is None:
+                return False
+            self.metrics.participants.dec()
+            await self.broadcast(room, event)
+        if self.media is not None:
+            await self.media.participant_left(room, identity)
+        for hook in self.hooks.on_leave:
+            await run_hook(hook, room, event["participant"], reason)
+        return True
+
+    async def update(
+        self, room: str, identity: str, owner: str | None, changes: dict[str, Any], kind: str = "update"
+    ) -> PresenceEvent | None:
+        async with self._lock(room):
+            event = await self.backend.update(room, identity, owner, changes, kind)
+            if event is not None:
+                await self.broadcast(room, event)
+        return event
+
+    async def kick(self, room: str, identity: str, reason: str = "removed") -> bool:
+        member = await self.backend.membership(room, identity)
+        if member is None:
+            return False
+        if is_socket_owner(member.owner):
+            await self.sio.emit("kicked", {"reason": reason}, to=member.owner)
+        await self.leave(room, identity, None, reason)
+        if is_socket_owner(member.owner):
+            await self.sio.disconnect(member.owner)
+        return True
+
+    async def send(self, room: str, sender: str, data: Any, to: str | None, skip: str | None) -> str:
+        """Deliver a `message` to a room (or one member); returns the message id."""
+        message = {"id": uuid.uuid4().hex, "from": sender, "data": data, "ts": int(time.time() * 1000)}
+        if to is not None:
+            member = await self.backend.membership(room, to)
+            if member is None:
+                raise ProtocolError("not_found", f"{to!r} is not in this room")
+            if not is_socket_owner(member.owner):
+                raise ProtocolError("not_found", f"{to!r} watches presence only and cannot receive messages")
+            await self.sio.emit("message", message, to=member.owner)
+        else:
+            await self.sio.emit("message", message, room=sio_room(room), skip_sid=skip)
+        self.metrics.events_out.labels("message").inc()
+        for hook in self.hooks.on_message:
+            await run_hook(hook, room, sender, data, to)
+        return message["id"]
+
+
+def is_socket_owner(owner: str) -> bool:
+    """Owners are Socket.IO sids, or `watch:<id>` for presence-only SSE/long-poll watchers."""
+    return not owner.startswith("watch:")
+
+
+async def run_hook(hook: Callable[..., Awaitable[None]], *args: Any) -> None:
+    # An embedding app's bug must not break the room for everyone else.
+    try:
+        await hook(*args)
+    except Exception:
+        log.exception("hook %s failed", getattr(hook, "__name__", hook))

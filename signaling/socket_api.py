@@ -1,0 +1,259 @@
+"""Socket.IO event handlers: connect auth, join/leave/update/signal/message and `sfu.*`.
+
+Every client event is answered in its ack with `{ok: true, ...}` or the protocol's error; a
+handler never raises into python-socketio and never changes state on bad input.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import socketio
+
+from .media_backend import MediaSession
+from .protocol import (
+    MAX_MESSAGE_BYTES,
+    MAX_SIGNAL_BYTES,
+    SIGNAL_TYPES,
+    ProtocolError,
+    bad_request,
+    valid_identity,
+)
+from .rate_limit import TokenBucket
+from .rooms import is_socket_owner, sio_room
+from .tokens import Claims, check_metadata, check_name
+
+if TYPE_CHECKING:
+    from .server import SignalingServer
+
+log = logging.getLogger("roomwire.socket")
+
+Handler = Callable[["Connection", dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class Connection:
+    sid: str
+    claims: Claims
+    agent: str
+    bucket: TokenBucket
+    joined: bool = False
+
+    @property
+    def room(self) -> str:
+        assert self.claims.room is not None
+        return self.claims.room
+
+    @property
+    def identity(self) -> str:
+        return self.claims.identity
+
+
+def encoded_size(value: Any) -> int:
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:
+        raise bad_request("data must be JSON") from None
+
+
+def require_object(args: tuple[Any, ...]) -> dict[str, Any]:
+    if len(args) == 0 or args[0] is None:
+        return {}
+    if len(args) > 1 or not isinstance(args[0], dict):
+        raise bad_request("the payload must be one JSON object")
+    return args[0]
+
+
+class SocketAPI:
+    """Binds the protocol's events to a python-socketio AsyncServer."""
+
+    def __init__(self, server: SignalingServer) -> None:
+        self.server = server
+        self.connections: dict[str, Connection] = {}
+        sio = server.sio
+        sio.on("connect", self.on_connect)
+        sio.on("disconnect", self.on_disconnect)
+        events: dict[str, Handler] = {
+            "join": self.join,
+            "leave": self.leave,
+            "update": self.update,
+            "signal": self.signal,
+            "message": self.message,
+        }
+        for name, handler in events.items():
+            sio.on(name, self._guarded(name, handler))
+        sio.on("*", self.on_other)
+
+    # -- connection lifecycle ------------------------------------------------------------
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        self.server.metrics.events_in.labels("connect").inc()
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            claims = self.server.issuer.verify(token)
+            if claims.room is None:
+                raise ProtocolError("forbidden", "an admin token without a room cannot join a room")
+        except ProtocolError as exc:
+            self.server.metrics.errors.labels(exc.code).inc()
+            raise socketio.exceptions.ConnectionRefusedError(
+                exc.message, {"code": exc.code, "message": exc.message}
+            ) from None
+        agent = "bot" if isinstance(auth, dict) and auth.get("agent") == "bot" else "browser"
+        self.connections[sid] = Connection(sid, claims, agent, TokenBucket(self.server.rate_limit))
+        self.server.metrics.connections.inc()
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        conn = self.connections.pop(sid, None)
+        if conn is None:
+            return
+        self.server.metrics.connections.dec()
+        if conn.joined:
+            await self.server.rooms.leave(conn.room, conn.identity, sid, "disconnected")
+
+    # -- the guard every event goes through ------------------------------------------------
+
+    def _guarded(self, name: str, handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
+        @functools.wraps(handler)
+        async def guarded(sid: str, *args: Any) -> dict[str, Any]:
+            return await self._dispatch(name, sid, args, handler)
+
+        return guarded
+
+    async def _dispatch(self, name: str, sid: str, args: tuple[Any, ...], handler: Handler) -> dict[str, Any]:
+        metrics = self.server.metrics
+        metrics.events_in.labels(name if name in self._known else "other").inc()
+        conn = self.connections.get(sid)
+        try:
+            if conn is None:
+                raise ProtocolError("unauthorized", "not connected")
+            if not conn.bucket.allow():
+                raise ProtocolError("rate_limited", "too many events; slow down")
+            return {"ok": True, **await handler(conn, require_object(args))}
+        except ProtocolError as exc:
+            metrics.errors.labels(exc.code).inc()
+            return exc.ack()
+        except Exception:
+            log.exception("event %s failed", name)
+            metrics.errors.labels("internal").inc()
+            return ProtocolError("internal", "the server failed to handle this event").ack()
+
+    _known = frozenset({"join", "leave", "update", "signal", "message", "sfu"})
+
+    async def on_other(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
+        if event.startswith("sfu."):
+            op = event[4:]
+            return await self._dispatch("sfu", sid, args, lambda conn, data: self.sfu(conn, op, data))
+        return await self._dispatch(event, sid, args, self.unknown)
+
+    async def unknown(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+        raise bad_request("unknown event")
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _require_joined(self, conn: Connection) -> None:
+        if not conn.joined:
+            raise ProtocolError("conflict", "join the room first")
+
+    async def join(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+        if conn.joined:
+            raise ProtocolError("conflict", "already joined")
+        transport = "bot" if conn.agent == "bot" else self.server.sio.transport(conn.sid)
+        participant = {
+            "identity": conn.identity,
+            "name": conn.claims.name or conn.identity,
+            "metadata": conn.claims.metadata,
+            "joinedAt": int(time.time() * 1000),
+            "transport": transport,
+            "tracks": [],
+        }
+        rooms = self.server.rooms
+        await rooms.admit(conn.room, participant)
+        if conn.sid not in self.connections:  # it went away while the hook ran
+            raise ProtocolError("conflict", "the connection closed")
+        await self.server.sio.enter_room(conn.sid, sio_room(conn.room))
+        conn.joined = True
+        result = await rooms.join(conn.room, participant, conn.sid)
+        snapshot = result.snapshot
+        return {
+            "room": conn.room,
+            "self": participant,
+            "participants": snapshot.participants,
+            "epoch": snapshot.epoch,
+            "offset": snapshot.offset,
+            "iceServers": self.server.ice_servers,
+        }
+
+    async def leave(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+        self._require_joined(conn)
+        conn.joined = False
+        await self.server.sio.leave_room(conn.sid, sio_room(conn.room))
+        await self.server.rooms.leave(conn.room, conn.identity, conn.sid, "left")
+        return {}
+
+    async def update(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+        self._require_joined(conn)
+        changes: dict[str, Any] = {}
+        try:
+            if "name" in data:
+                changes["name"] = check_name(data["name"])
+            if "metadata" in data:
+                changes["metadata"] = check_metadata(data["metadata"])
+        except ValueError as exc:
+            code = "too_large" if "limit" in str(exc) else "bad_request"
+            raise ProtocolError(code, str(exc)) from None
+        if not changes:
+            raise bad_request("nothing to update: send name and/or metadata")
+        event = await self.server.rooms.update(conn.room, conn.identity, conn.sid, changes)
+        if event is None:
+            raise ProtocolError("conflict", "no longer in the room")
+        return {"self": event["participant"]}
+
+    async def signal(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+        self._require_joined(conn)
+        to, kind = data.get("to"), data.get("type")
+        if not valid_identity(to):
+            raise bad_request("`to` must be a participant's identity")
+        if kind not in SIGNAL_TYPES:
+            raise bad_request(f"`type` must be one of {', '.join(SIGNAL_TYPES)}")
+        if "data" not in data:
+            raise bad_request("`data` is required")
+        if encoded_size(data["data"]) > MAX_SIGNAL_BYTES:
+            raise ProtocolError("too_large", f"signal data is limited to {MAX_SIGNAL_BYTES} bytes")
+        if to == conn.identity:
+            raise bad_request("cannot signal yourself")
+        member = await self.server.backend.membership(conn.room, to)
+        if member is None or not is_socket_owner(member.owner):
+            raise ProtocolError("not_found", f"{to!r} is not a connected participant of this room")
+        await self.server.sio.emit(
+            "signal", {"from": conn.identity, "type": kind, "data": data["data"]}, to=member.owner
+        )
+        self.server.metrics.events_out.labels("signal").inc()
+        return {}
+
+    async def message(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+        self._require_joined(conn)
+        if not conn.claims.grants.data:
+            raise ProtocolError("forbidden", "this token lacks the `data` grant")
+        if "data" not in data:
+            raise bad_request("`data` is required")
+        to = data.get("to")
+        if to is not None and not valid_identity(to):
+            raise bad_request("`to` must be a participant's identity")
+        if encoded_size(data["data"]) > MAX_MESSAGE_BYTES:
+            raise ProtocolError("too_large", f"message data is limited to {MAX_MESSAGE_BYTES} bytes")
+        message_id = await self.server.rooms.send(conn.room, conn.identity, data["data"], to, skip=conn.sid)
+        return {"id": message_id}
+
+    async def sfu(self, conn: Connection, op: str, data: dict[str, Any]) -> dict[str, Any]:
+        self._require_joined(conn)
+        media = self.server.media
+        if media is None:
+            raise ProtocolError("not_found", "this server relays no media (no SFU configured)")
+        session = MediaSession(conn.room, conn.identity, conn.claims.grants)
+        return await media.handle(session, op, data)
