@@ -150,7 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(run=token)
 
     for plugin in entry_points(group="roomwire.commands"):
-        plugin.load()(commands)
+        try:
+            register = plugin.load()
+        except ImportError as exc:  # a broken optional plugin must not take `serve` down with it
+            print(f"roomwire: command {plugin.name!r} is unavailable: {exc}", file=sys.stderr)
+            continue
+        register(commands)
     return parser
 
 
