@@ -25,8 +25,12 @@ class MediaSession:
 class MediaSignaling(Protocol):
     """What the signaling server offers the media backend."""
 
-    async def send_offer(self, room: str, identity: str, sdp: str, timeout: float) -> str:
-        """Emit `sfu.offer {sdp}` to the participant and return the SDP answer in its ack.
+    async def send_offer(
+        self, room: str, identity: str, sdp: str, timeout: float, extra: dict[str, Any] | None = None
+    ) -> str:
+        """Emit `sfu.offer {sdp, **extra}` to the participant and return the SDP answer in its ack.
+
+        `extra` carries the SFU's track map (`tracks: [{mid, sid, identity, kind, source}]`).
 
         Raises ProtocolError when the participant answers with an error or malformed data,
         TimeoutError when it does not answer, LookupError when it is not connected here.
