@@ -16,6 +16,7 @@ from .tokens import Claims, TokenIssuer
 log = logging.getLogger("roomwire.http")
 
 HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+AnyHandler = Callable[..., Awaitable[web.StreamResponse]]
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -26,13 +27,14 @@ def error_response(exc: ProtocolError) -> web.Response:
     return json_response(exc.body(), status=exc.status)
 
 
-def protocol_errors(handler: HttpHandler) -> HttpHandler:
-    """Answer every failure of a roomwire route in the protocol's error format."""
+def protocol_errors(handler: AnyHandler) -> AnyHandler:
+    """Answer every failure of a roomwire route (function or method) in the protocol's error format."""
 
     @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
+    async def wrapped(*args: Any) -> web.StreamResponse:
+        request: web.Request = args[-1]
         try:
-            return await handler(request)
+            return await handler(*args)
         except ProtocolError as exc:
             return error_response(exc)
         except web.HTTPException:

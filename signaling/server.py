@@ -43,8 +43,8 @@ class SignalingServer:
         ice_servers: Sequence[dict[str, Any]] = (),
         retention: Retention | None = None,
         rate_limit: RateLimit | None = None,
-        ping_interval: float = 4.0,
-        ping_timeout: float = 4.0,
+        ping_interval: float = 3.0,
+        ping_timeout: float = 3.0,
         client_manager: socketio.AsyncManager | None = None,
     ) -> None:
         self.issuer = TokenIssuer(secret)
