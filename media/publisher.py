@@ -1,0 +1,240 @@
+"""The publisher peer connection of one participant: the client offers, the SFU answers.
+
+Each audio/video section the client sends on becomes a `PublishedTrack` whose receiver is
+tapped (see `aiortc_internals.tap_receiver`): its encoded frames feed the track's
+`PacketFanout` and are never decoded. The `data` channel the client opens is handed to the
+room's `DataRelay`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import av
+from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from signaling.protocol import bad_request
+
+from . import aiortc_internals
+from .data_relay import DataRelay
+from .forwarding import KeyframeRequester, PacketFanout
+from .publish_offer import PublishOffer
+from .rtc import rtc_configuration
+
+logger = logging.getLogger(__name__)
+
+
+def new_track_sid() -> str:
+    return "TR_" + secrets.token_urlsafe(9)
+
+
+@dataclass
+class PublishedTrack:
+    """A track a participant publishes, as the room sees it."""
+
+    sid: str
+    identity: str
+    kind: str
+    source: str
+    mid: str
+    mime_type: str
+    codec: RTCRtpCodecParameters | None
+    fanout: PacketFanout
+
+    def info(self) -> dict[str, Any]:
+        """The presence view: `{sid, kind, source}`."""
+        return {"sid": self.sid, "kind": self.kind, "source": self.source}
+
+
+@dataclass
+class _Inbound:
+    """One receiving transceiver; outlives the tracks published on it."""
+
+    mid: str
+    kind: str
+    receiver: RTCRtpReceiver
+    keyframes: KeyframeRequester
+    track: PublishedTrack | None = None
+    ended: bool = False  # the receiver stopped (RTCP BYE, disconnect): nothing more will come
+    withheld: bool = False  # unpublished by the client; stays off until it stops sending
+
+
+class Publisher:
+    def __init__(
+        self,
+        identity: str,
+        ice_servers: list[dict[str, Any]],
+        relay: DataRelay,
+        relay_data: bool,
+        on_tracks_changed: Callable[[], None],
+        on_failed: Callable[[], None],
+    ) -> None:
+        self.identity = identity
+        self._ice_servers = ice_servers
+        self._relay = relay
+        self._relay_data = relay_data
+        self._on_tracks_changed = on_tracks_changed
+        self._on_failed = on_failed
+        self.pc: RTCPeerConnection | None = None
+        self.lock = asyncio.Lock()
+        self._inbound: dict[str, _Inbound] = {}
+        self._pending_candidates: list[RTCIceCandidate | None] = []
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def tracks(self) -> list[PublishedTrack]:
+        return [i.track for i in self._inbound.values() if i.track is not None]
+
+    def track_infos(self) -> list[dict[str, Any]]:
+        return [t.info() for t in self.tracks]
+
+    async def negotiate(self, offer: PublishOffer) -> tuple[str, bool]:
+        """Apply the client's offer; returns (answer SDP, whether the published tracks changed)."""
+        if self._closed:
+            raise bad_request("the publisher connection is closed")
+        fresh = self.pc is None
+        if self.pc is None:
+            self.pc = self._create_pc()
+        pc = self.pc
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except Exception as exc:
+            # parse_publish has vetted the offer; if aiortc still refuses it, say so plainly
+            logger.info("publisher %s: offer refused: %s", self.identity, exc)
+            if fresh:
+                await self.close()
+            raise bad_request(f"the offer could not be applied: {exc}") from None
+        for candidate in self._pending_candidates:
+            await pc.addIceCandidate(candidate)
+        self._pending_candidates.clear()
+        changed = self._apply_tracks(offer)
+        return pc.localDescription.sdp, changed
+
+    def _create_pc(self) -> RTCPeerConnection:
+        pc = RTCPeerConnection(rtc_configuration(self._ice_servers))
+
+        @pc.on("track")
+        def on_track(track: Any) -> None:
+            # Tap as soon as the receiver exists, before aiortc starts its decoder thread.
+            for transceiver in pc.getTransceivers():
+                if transceiver.receiver.track is track:
+                    self._tap(transceiver.mid, transceiver.kind, transceiver.receiver)
+
+        @pc.on("datachannel")
+        def on_datachannel(channel: Any) -> None:
+            if channel.label == "data" and self._relay_data:
+                self._relay.add_source(self.identity, channel)
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pc.connectionState == "failed" and not self._closed:
+                self._on_failed()
+
+        return pc
+
+    def _tap(self, mid: str | None, kind: str, receiver: RTCRtpReceiver) -> _Inbound | None:
+        if mid is None:
+            return None
+        inbound = self._inbound.get(mid)
+        if inbound is not None:
+            return inbound
+
+        async def send_pli() -> None:
+            for ssrc in aiortc_internals.media_ssrcs(receiver):
+                await aiortc_internals.send_picture_loss(receiver, ssrc)
+
+        inbound = self._inbound[mid] = _Inbound(mid, kind, receiver, KeyframeRequester(send_pli))
+
+        def on_packet(codec: RTCRtpCodecParameters, packet: av.Packet) -> None:
+            if inbound.track is not None:
+                inbound.track.fanout.push(codec.mimeType, packet)
+
+        aiortc_internals.tap_receiver(receiver, on_packet, lambda: self._receiver_ended(inbound))
+        return inbound
+
+    def _apply_tracks(self, offer: PublishOffer) -> bool:
+        assert self.pc is not None
+        transceivers = {t.mid: t for t in self.pc.getTransceivers() if t.mid is not None}
+        changed = False
+        for media in offer.media:
+            transceiver = transceivers.get(media.mid)
+            if transceiver is None:
+                continue
+            inbound = self._tap(media.mid, media.kind, transceiver.receiver)
+            if inbound is None:
+                continue
+            if not media.sending:
+                inbound.withheld = False
+                changed |= self._withdraw(inbound)
+                continue
+            if inbound.track is not None:
+                if inbound.track.source != media.source:
+                    inbound.track.source = media.source
+                    changed = True
+                continue
+            if inbound.withheld or inbound.ended:
+                continue
+            inbound.track = PublishedTrack(
+                sid=new_track_sid(),
+                identity=self.identity,
+                kind=media.kind,
+                source=media.source,
+                mid=media.mid,
+                mime_type=media.mime_type,
+                codec=aiortc_internals.negotiated_codec(transceiver),
+                fanout=PacketFanout(media.kind, inbound.keyframes),
+            )
+            changed = True
+        return changed
+
+    def unpublish(self, sid: str) -> bool:
+        for inbound in self._inbound.values():
+            if inbound.track is not None and inbound.track.sid == sid:
+                inbound.withheld = True
+                return self._withdraw(inbound)
+        return False
+
+    def _withdraw(self, inbound: _Inbound) -> bool:
+        if inbound.track is None:
+            return False
+        inbound.track.fanout.end()
+        inbound.track = None
+        return True
+
+    def _receiver_ended(self, inbound: _Inbound) -> None:
+        inbound.ended = True
+        if not self._closed and self._withdraw(inbound):
+            self._on_tracks_changed()
+
+    async def add_candidate(self, candidate: RTCIceCandidate | None) -> None:
+        if self.pc is None or self.pc.remoteDescription is None or self.lock.locked():
+            # before (or during) the first negotiation: keep it for after setRemoteDescription
+            if len(self._pending_candidates) >= 64:
+                raise bad_request("too many ICE candidates before the offer")
+            self._pending_candidates.append(candidate)
+            return
+        await self.pc.addIceCandidate(candidate)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for inbound in self._inbound.values():
+            self._withdraw(inbound)
+        if self.pc is not None:
+            await self.pc.close()
+        for inbound in self._inbound.values():
+            await inbound.keyframes.close()
+        self._inbound.clear()

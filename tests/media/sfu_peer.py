@@ -1,0 +1,141 @@
+"""A test participant: a python-socketio client plus aiortc publisher/subscriber peer connections,
+speaking the `sfu.*` wire protocol exactly as docs/sfu.md describes it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from media.sources import read_frame_counter
+from tests.sio_client import SioClient
+
+
+@dataclass
+class ReceivedTrack:
+    """What a subscriber got on one track."""
+
+    track: MediaStreamTrack
+    counters: list[int] = field(default_factory=list)  # video: frame counters, in arrival order
+    frames: int = 0
+    first_frame_at: float | None = None
+    first_counter_at: float | None = None
+
+
+class SfuPeer:
+    def __init__(self, identity: str, *, answer: bool = True) -> None:
+        self.identity = identity
+        self.client = SioClient()
+        self.publisher: RTCPeerConnection | None = None
+        self.subscriber: RTCPeerConnection | None = None
+        self.publisher_channel: Any = None
+        self.received: dict[str, ReceivedTrack] = {}  # by mid
+        self.track_maps: list[list[dict[str, Any]]] = []
+        self.data: list[Any] = []
+        self.data_arrived = asyncio.Event()
+        self.offers = 0
+        self.offered = asyncio.Event()
+        self._answer = answer
+        self._readers: list[asyncio.Task[None]] = []
+        self.client.sio.on("sfu.offer", self._on_offer)
+
+    async def join(self, url: str, token: str) -> dict[str, Any]:
+        await self.client.connect(url, token)
+        ack = await self.client.call("join")
+        assert ack["ok"], ack
+        return ack
+
+    async def publish(
+        self, tracks: list[MediaStreamTrack], *, data: bool = False, sources: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        if self.publisher is None:
+            self.publisher = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            if data:
+                self.publisher_channel = self.publisher.createDataChannel("data", ordered=True)
+        for track in tracks:
+            self.publisher.addTransceiver(track, direction="sendonly")
+        await self.publisher.setLocalDescription(await self.publisher.createOffer())
+        payload: dict[str, Any] = {"sdp": self.publisher.localDescription.sdp}
+        if sources is not None:
+            payload["sources"] = sources
+        ack = await self.client.call("sfu.publish", payload, timeout=10)
+        if ack.get("ok"):
+            await self.publisher.setRemoteDescription(RTCSessionDescription(sdp=ack["sdp"], type="answer"))
+        return ack
+
+    async def subscribe(self) -> dict[str, Any]:
+        if self.subscriber is None:
+            self.subscriber = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            self.subscriber.on("track", self._on_track)
+            self.subscriber.on("datachannel", self._on_datachannel)
+        return await self.client.call("sfu.subscribe", {})
+
+    async def _on_offer(self, payload: dict[str, Any]) -> Any:
+        self.offers += 1
+        self.track_maps.append(payload.get("tracks", []))
+        self.offered.set()
+        if not self._answer:
+            await asyncio.sleep(3600)  # never answers (the SFU times out)
+        assert self.subscriber is not None
+        await self.subscriber.setRemoteDescription(RTCSessionDescription(sdp=payload["sdp"], type="offer"))
+        await self.subscriber.setLocalDescription(await self.subscriber.createAnswer())
+        return {"sdp": self.subscriber.localDescription.sdp}
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        mid = next(t.mid for t in self.subscriber.getTransceivers() if t.receiver.track is track)
+        received = self.received[mid] = ReceivedTrack(track)
+        self._readers.append(asyncio.ensure_future(self._read(received)))
+
+    async def _read(self, received: ReceivedTrack) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await received.track.recv()
+                received.frames += 1
+                if received.first_frame_at is None:
+                    received.first_frame_at = loop.time()
+                if received.track.kind == "video":
+                    counter = read_frame_counter(frame)
+                    if counter is not None:
+                        received.counters.append(counter)
+                        if received.first_counter_at is None:
+                            received.first_counter_at = loop.time()
+
+    def _on_datachannel(self, channel: Any) -> None:
+        @channel.on("message")
+        def on_message(message: Any) -> None:
+            self.data.append(json.loads(message))
+            self.data_arrived.set()
+
+    def video(self) -> ReceivedTrack | None:
+        return next((r for r in self.received.values() if r.track.kind == "video" and r.frames), None)
+
+    async def wait_video_frames(self, count: int, timeout: float = 10) -> ReceivedTrack:
+        async with asyncio.timeout(timeout):
+            while True:
+                video = self.video()
+                if video is not None and len(video.counters) >= count:
+                    return video
+                await asyncio.sleep(0.05)
+
+    async def wait_data(self, count: int, timeout: float = 10) -> list[Any]:
+        async with asyncio.timeout(timeout):
+            while len(self.data) < count:
+                self.data_arrived.clear()
+                await self.data_arrived.wait()
+        return self.data
+
+    async def close(self) -> None:
+        for task in self._readers:
+            task.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        for pc in (self.publisher, self.subscriber):
+            if pc is not None:
+                await pc.close()
+        if self.client.sio.connected:
+            await self.client.close()
