@@ -77,9 +77,7 @@ class _FrameTap:
         return self._original.get(*args, **kwargs)
 
 
-def tap_receiver(
-    receiver: RTCRtpReceiver, on_packet: PacketCallback, on_end: Callable[[], None]
-) -> None:
+def tap_receiver(receiver: RTCRtpReceiver, on_packet: PacketCallback, on_end: Callable[[], None]) -> None:
     """Route the receiver's encoded frames to `on_packet` instead of its decoder.
 
     `on_end` runs when the receiver stops (RTCP BYE, disconnect, close). Idempotent per receiver.
@@ -117,7 +115,7 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
 
 def negotiated_codec(transceiver: RTCRtpTransceiver) -> RTCRtpCodecParameters | None:
     """The codec the last negotiation chose for this transceiver (the first of its list)."""
-    codecs = getattr(transceiver, "_codecs")
+    codecs = transceiver._codecs
     return codecs[0] if codecs else None
 
 

@@ -101,9 +101,7 @@ def _offered_media(section: Any, mid: str, source: str | None) -> OfferedMedia:
         raise bad_request(f"no usable {kind} codec in media section {mid!r}")
     mime_type = codec.mimeType.lower()
     if sending and mime_type not in FORWARDABLE:
-        raise bad_request(
-            f"media section {mid!r} would use {codec.mimeType}; roomwire forwards Opus, VP8 and H.264"
-        )
+        raise bad_request(f"media section {mid!r} would use {codec.mimeType}; roomwire forwards Opus, VP8 and H.264")
     if source is None:
         source = DEFAULT_SOURCE[kind]
     elif source not in SOURCES_BY_KIND[kind]:

@@ -124,9 +124,9 @@ class SFU:
 
     @property
     def peer_connections(self) -> int:
-        return sum(
-            (p.pc is not None) for s in self._rooms.values() for p in s.publishers.values()
-        ) + sum(len(s.subscribers) for s in self._rooms.values())
+        return sum((p.pc is not None) for s in self._rooms.values() for p in s.publishers.values()) + sum(
+            len(s.subscribers) for s in self._rooms.values()
+        )
 
     # -- operations --------------------------------------------------------------------------
 

@@ -112,10 +112,7 @@ class ToneAudioTrack(MediaStreamTrack):
         peak = int(32767 * amplitude)
         self._second = array(
             "h",
-            (
-                int(peak * math.sin(2 * math.pi * frequency * n / AUDIO_SAMPLE_RATE))
-                for n in range(AUDIO_SAMPLE_RATE)
-            ),
+            (int(peak * math.sin(2 * math.pi * frequency * n / AUDIO_SAMPLE_RATE)) for n in range(AUDIO_SAMPLE_RATE)),
         ).tobytes()
 
     @property
