@@ -1,0 +1,428 @@
+"""`Bot`: a headless participant that speaks the wire protocol like any client.
+
+    async with Bot.connect(url, token) as bot:
+        await bot.publish(PatternVideoTrack(), ToneAudioTrack())
+        bot.on_message(lambda message: print(message.sender, message.data))
+        async for track in bot.tracks():
+            ...
+
+It joins over Socket.IO (as `agent: "bot"`, so presence shows `transport: "bot"`), keeps the
+room's participants from the join snapshot and `presence` events, and talks to the SFU through
+a `PeerLink`. When signaling drops it reconnects with exponential backoff, rejoins (the
+snapshot diff becomes join/leave callbacks) and publishes its sources again. A refused token
+or a kick ends it: `closed` is then set and `error` / `kicked` say why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import socketio
+from aiortc.mediastreams import MediaStreamTrack
+
+from .peers import DEFAULT_SOURCE, PeerLink, Publication
+from .tracks import RemoteTrack
+
+log = logging.getLogger("roomwire.bot")
+
+CALL_TIMEOUT = 15.0
+FATAL_CODES = ("unauthorized", "forbidden")
+
+
+class BotError(Exception):
+    """A failure with the protocol's error code (`unauthorized`, `not_found`...) or `unreachable`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Message:
+    """Room data: `via` "socket" (a `message` event, with its `id`) or "data" (the SFU data channel)."""
+
+    sender: str
+    data: Any
+    via: str
+    id: str | None = None
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """`http://host:port/prefix` -> (`http://host:port`, `/prefix`): roomwire may be embedded under a prefix."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BotError("bad_request", f"{url!r} is not an http(s):// URL")
+    return f"{parts.scheme}://{parts.netloc}", parts.path.rstrip("/")
+
+
+async def dev_token(url: str, room: str, name: str = "") -> tuple[str, str]:
+    """A token from a dev-mode server (`POST /api/dev/token`): returns (token, identity)."""
+    origin, prefix = split_url(url)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT)) as session,
+            session.post(f"{origin}{prefix}/api/dev/token", json={"room": room, "name": name}) as response,
+        ):
+            if response.status == 404:
+                raise BotError("not_found", f"{url} does not mint dev tokens (is it running with --dev?)")
+            body = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise BotError("unreachable", f"cannot reach {url}: {exc or type(exc).__name__}") from None
+    except ValueError:
+        raise BotError("bad_request", f"{url} answered something that is not JSON") from None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        raise BotError(body["error"].get("code", "internal"), body["error"].get("message", ""))
+    if not isinstance(body, dict) or not isinstance(body.get("token"), str):
+        raise BotError("internal", f"{url} answered the dev token request without a token")
+    return body["token"], str(body.get("identity", ""))
+
+
+class Bot:
+    """A room participant without a browser. Use `async with Bot.connect(url, token) as bot`."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        subscribe: bool = True,
+        reconnect: bool = True,
+        backoff: tuple[float, float] = (0.25, 8.0),
+    ) -> None:
+        self.url = url
+        self._origin, self._prefix = split_url(url)
+        self._token = token
+        self._subscribe = subscribe
+        self._reconnect = reconnect
+        self._backoff = backoff
+        self.room = ""
+        self.identity = ""
+        self.me: dict[str, Any] = {}
+        self.participants: dict[str, dict[str, Any]] = {}  # everyone else, by identity
+        self.epoch = ""
+        self.offset = 0
+        self.media_available = False
+        self.reconnects = 0
+        self.error: BotError | None = None
+        self.kicked: str | None = None
+        self.closed = asyncio.Event()
+        self._sio: socketio.AsyncClient | None = None
+        self._link: PeerLink | None = None
+        self._publications: list[Publication] = []
+        self._wants_data = False
+        self._dropped = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._callbacks: dict[str, list[Callable[..., Any]]] = {
+            name: [] for name in ("track", "message", "join", "leave", "presence", "reconnect")
+        }
+        self._track_queues: set[asyncio.Queue[RemoteTrack | None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def connect(cls, url: str, token: str, **options: Any) -> Bot:
+        """A bot to use as `async with Bot.connect(url, token) as bot:` (or `await bot.start()`)."""
+        return cls(url, token, **options)
+
+    async def __aenter__(self) -> Bot:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect and join; raises BotError (refused token, unreachable server...)."""
+        try:
+            await self._connect_once()
+        except BaseException:
+            await self._teardown()
+            raise
+        self._supervisor = asyncio.create_task(self._supervise())
+
+    async def close(self) -> None:
+        self._reconnect = False
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+        await self._teardown()
+        for queue in self._track_queues:
+            queue.put_nowait(None)
+        for task in list(self._tasks):
+            task.cancel()
+        self.closed.set()
+
+    async def _connect_once(self) -> None:
+        # our own reconnect loop, not python-socketio's: it does not reconnect after a server-side
+        # disconnect, and a reconnect must rejoin and republish anyway
+        sio = self._sio = socketio.AsyncClient(reconnection=False)
+        refusal: list[Any] = []
+        sio.on("connect_error", lambda *data: refusal.extend(data))
+        # a late event from a connection we already replaced must not trigger another reconnect
+        sio.on("disconnect", lambda *reason: self._dropped.set() if self._sio is sio else None)
+        sio.on("presence", self._on_presence)
+        sio.on("message", self._on_socket_message)
+        sio.on("kicked", self._on_kicked)
+        sio.on("sfu.offer", self._on_sfu_offer)
+        try:
+            await sio.connect(
+                self._origin,
+                auth={"token": self._token, "agent": "bot"},
+                socketio_path=f"{self._prefix}/socket.io",
+                transports=["websocket"],
+                wait_timeout=CALL_TIMEOUT,
+            )
+        except socketio.exceptions.ConnectionError as exc:
+            # the refusal arrives as {message, data: {code, message}}
+            error = refusal[0] if refusal and isinstance(refusal[0], dict) else {}
+            error = error.get("data") if isinstance(error.get("data"), dict) else error
+            if "code" in error:
+                raise BotError(error["code"], f"the server refused the token: {error.get('message')}") from None
+            raise BotError("unreachable", f"cannot connect to {self.url}: {exc}") from None
+        self._dropped.clear()
+        ack = await self._call("join", {})
+        self._apply_snapshot(ack)
+        link = self._link = PeerLink(self._call, ack.get("iceServers") or [], self._track_arrived, self._data_arrived)
+        if self._subscribe:
+            self.media_available = await self._try_media(link.subscribe())
+        if self._publications:
+            self.media_available = await self._try_media(link.publish(list(self._publications)))
+        elif self._wants_data:
+            self.media_available = await self._try_media(link.open_data())
+
+    async def _try_media(self, step: Any) -> bool:
+        """Run an SFU step; False when the server relays no media (it answers `not_found`)."""
+        try:
+            await step
+        except BotError as exc:
+            if exc.code != "not_found":
+                raise
+            return False
+        return True
+
+    async def _supervise(self) -> None:
+        while True:
+            await self._dropped.wait()
+            await self._teardown()
+            if not self._reconnect or self.kicked is not None:
+                break
+            delay = self._backoff[0]
+            while True:
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                try:
+                    await self._connect_once()
+                except BotError as exc:
+                    if exc.code in FATAL_CODES:
+                        self.error = exc
+                        self.closed.set()
+                        return
+                    log.info("reconnect to %s failed (%s); retrying", self.url, exc)
+                except (OSError, TimeoutError, socketio.exceptions.SocketIOError) as exc:
+                    log.info("reconnect to %s failed (%s); retrying", self.url, exc)
+                else:
+                    self.reconnects += 1
+                    self._fire("reconnect", self)
+                    break
+                await self._teardown()
+                delay = min(delay * 2, self._backoff[1])
+        self.closed.set()
+
+    async def _teardown(self) -> None:
+        link, self._link = self._link, None
+        sio, self._sio = self._sio, None
+        if link is not None:
+            await link.close()
+        if sio is not None:
+            await sio.disconnect()
+
+    async def _call(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
+        sio = self._sio
+        if sio is None:
+            raise BotError("unreachable", "not connected")
+        try:
+            ack = await sio.call(event, data, timeout=CALL_TIMEOUT)
+        except socketio.exceptions.TimeoutError:
+            raise BotError("unreachable", f"no answer to {event} within {CALL_TIMEOUT} s") from None
+        except socketio.exceptions.BadNamespaceError:
+            raise BotError("unreachable", "the connection dropped") from None
+        if not isinstance(ack, dict) or ack.get("ok") is not True:
+            error = ack.get("error") if isinstance(ack, dict) else None
+            error = error if isinstance(error, dict) else {}
+            raise BotError(str(error.get("code", "internal")), str(error.get("message", f"{event} failed")))
+        return ack
+
+    # -- publishing and data ---------------------------------------------------------------
+
+    async def publish(self, *sources: Any, source: str | None = None) -> list[Publication]:
+        """Publish tracks (MediaStreamTracks, or objects with `.tracks` such as a FileSource).
+
+        `source` names them for others ("camera", "microphone", "screen"); by default video is
+        "camera" and audio "microphone". They are published again after every reconnect.
+        """
+        tracks: list[MediaStreamTrack] = []
+        for item in sources:
+            tracks.extend(item.tracks if hasattr(item, "tracks") else [item])
+        if not tracks:
+            raise BotError("bad_request", "nothing to publish: no audio or video track")
+        publications = [Publication(t, source or DEFAULT_SOURCE.get(t.kind, "camera")) for t in tracks]
+        self._publications.extend(publications)
+        link = self._link
+        if link is not None:
+            await link.publish(publications)
+            self.media_available = True
+        return publications
+
+    async def send(self, data: Any, to: str | None = None) -> str:
+        """Send a `message` (to everyone else, or only `to`); returns its id."""
+        payload: dict[str, Any] = {"data": data}
+        if to is not None:
+            payload["to"] = to
+        ack = await self._call("message", payload)
+        return str(ack.get("id"))
+
+    async def send_data(self, data: Any) -> None:
+        """Send JSON over the SFU `data` channel; others receive `{from, data}`."""
+        self._wants_data = True
+        link = self._link
+        if link is None:
+            raise BotError("unreachable", "not connected")
+        channel = await link.open_data()
+        channel.send(json.dumps(data, separators=(",", ":")))
+
+    # -- callbacks -------------------------------------------------------------------------
+
+    def on_track(self, callback: Callable[[RemoteTrack], Any]) -> Callable[[RemoteTrack], Any]:
+        """`callback(track)` for every subscribed track (sync or async); usable as a decorator."""
+        return self._register("track", callback)
+
+    def on_message(self, callback: Callable[[Message], Any]) -> Callable[[Message], Any]:
+        return self._register("message", callback)
+
+    def on_join(self, callback: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+        return self._register("join", callback)
+
+    def on_leave(self, callback: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+        return self._register("leave", callback)
+
+    def on_presence(self, callback: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+        """Every raw presence event `{type, participant, epoch, offset, ts}`."""
+        return self._register("presence", callback)
+
+    def on_reconnect(self, callback: Callable[[Bot], Any]) -> Callable[[Bot], Any]:
+        return self._register("reconnect", callback)
+
+    def _register(self, name: str, callback: Callable[..., Any]) -> Callable[..., Any]:
+        self._callbacks[name].append(callback)
+        return callback
+
+    def _fire(self, name: str, *args: Any) -> None:
+        self._changed.set()
+        for callback in self._callbacks[name]:
+            try:
+                result = callback(*args)
+            except Exception:
+                log.exception("bot %s callback failed", name)
+                continue
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                self._tasks.add(task)
+                task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("bot callback failed", exc_info=task.exception())
+
+    @property
+    def remote_tracks(self) -> list[RemoteTrack]:
+        link = self._link
+        return [t for t in link.remote.values() if not t.ended] if link is not None else []
+
+    async def tracks(self) -> AsyncIterator[RemoteTrack]:
+        """Every subscribed track: those already here, then each new one until the bot closes."""
+        queue: asyncio.Queue[RemoteTrack | None] = asyncio.Queue()
+        for track in self.remote_tracks:
+            queue.put_nowait(track)
+        self._track_queues.add(queue)
+        try:
+            while (track := await queue.get()) is not None:
+                yield track
+        finally:
+            self._track_queues.discard(queue)
+
+    async def wait_until(self, predicate: Callable[[Bot], bool], timeout: float | None = None) -> None:
+        """Wait until `predicate(bot)` holds (checked after every presence, track or message)."""
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                self._changed.clear()
+                await self._changed.wait()
+
+    # -- what the server sends -------------------------------------------------------------
+
+    def _apply_snapshot(self, ack: dict[str, Any]) -> None:
+        self.room, self.me = ack.get("room", ""), ack.get("self") or {}
+        self.identity = self.me.get("identity", "")
+        self.epoch, self.offset = ack.get("epoch", ""), ack.get("offset", 0)
+        before = self.participants
+        self.participants = {
+            p["identity"]: p for p in ack.get("participants") or [] if p.get("identity") != self.identity
+        }
+        for identity in before.keys() - self.participants.keys():
+            self._fire("leave", before[identity])
+        for identity in self.participants.keys() - before.keys():
+            self._fire("join", self.participants[identity])
+        self._changed.set()
+
+    async def _on_presence(self, event: Any) -> None:
+        if not isinstance(event, dict) or not isinstance(event.get("participant"), dict):
+            return
+        if event.get("epoch") == self.epoch and isinstance(event.get("offset"), int):
+            if event["offset"] <= self.offset:
+                return  # already in the snapshot
+            self.offset = event["offset"]
+        participant, kind = event["participant"], event.get("type")
+        identity = participant.get("identity")
+        if identity == self.identity:
+            if kind != "leave":
+                self.me = participant
+        elif kind == "leave":
+            if self.participants.pop(identity, None) is not None:
+                self._fire("leave", participant)
+        else:
+            known = identity in self.participants
+            self.participants[identity] = participant
+            if not known:
+                self._fire("join", participant)
+        self._fire("presence", event)
+
+    async def _on_socket_message(self, message: Any) -> None:
+        if isinstance(message, dict):
+            self._fire("message", Message(str(message.get("from")), message.get("data"), "socket", message.get("id")))
+
+    def _data_arrived(self, sender: str, data: Any) -> None:
+        self._fire("message", Message(sender, data, "data"))
+
+    async def _on_kicked(self, data: Any) -> None:
+        self.kicked = str(data.get("reason")) if isinstance(data, dict) else "kicked"
+
+    async def _on_sfu_offer(self, data: Any) -> dict[str, Any]:
+        link = self._link
+        if link is None:
+            return {"ok": False, "error": {"code": "conflict", "message": "the bot is reconnecting"}}
+        return await link.answer(data)
+
+    def _track_arrived(self, track: RemoteTrack) -> None:
+        for queue in self._track_queues:
+            queue.put_nowait(track)
+        self._fire("track", track)

@@ -1,0 +1,217 @@
+"""A bot's two peer connections with the SFU, for the lifetime of one signaling connection.
+
+The publisher PC is the bot's offer (`sfu.publish {sdp, sources}` -> `{sdp}`), renegotiated
+by sending a new offer whenever a publication is added; it also carries the bot's `data`
+channel. The subscriber PC is the SFU's offer (`sfu.offer {sdp, tracks}`), answered in the
+event's ack; its track map says which participant each mid belongs to.
+
+When signaling drops, the SFU drops both PCs; the bot builds a new `PeerLink` after it
+rejoins and publishes the same sources again (see `SenderTrack`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamTrack
+
+from .tracks import RemoteTrack, SenderTrack, TrackInfo
+
+log = logging.getLogger("roomwire.bot")
+
+DEFAULT_SOURCE = {"audio": "microphone", "video": "camera"}
+DATA_OPEN_TIMEOUT = 10.0
+
+Call = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A source track the bot publishes, and under which source name."""
+
+    track: MediaStreamTrack
+    source: str
+
+    @property
+    def kind(self) -> str:
+        return self.track.kind
+
+
+def rtc_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
+    """Always explicit: aiortc's default STUN server is unreachable in closed networks."""
+    servers = []
+    for entry in ice_servers:
+        if isinstance(entry, dict) and entry.get("urls"):
+            servers.append(
+                RTCIceServer(urls=entry["urls"], username=entry.get("username"), credential=entry.get("credential"))
+            )
+    return RTCConfiguration(iceServers=servers)
+
+
+def codec_preferences(kind: str, mime_type: str) -> list[Any]:
+    """aiortc's capabilities for one codec (all its profiles), plus RTX for video."""
+    codecs = RTCRtpSender.getCapabilities(kind).codecs
+    chosen = [c for c in codecs if c.mimeType.lower() == mime_type.lower()]
+    if not chosen:
+        raise ValueError(f"aiortc cannot send {mime_type}")
+    return chosen + [c for c in codecs if c.mimeType.lower() == "video/rtx"]
+
+
+class PeerLink:
+    """The publisher and subscriber PCs of one signaling connection."""
+
+    def __init__(
+        self,
+        call: Call,
+        ice_servers: list[dict[str, Any]],
+        on_track: Callable[[RemoteTrack], None],
+        on_data: Callable[[str, Any], None],
+    ) -> None:
+        self._call = call
+        self._config = rtc_configuration(ice_servers)
+        self._on_track = on_track
+        self._on_data = on_data
+        self._publisher: RTCPeerConnection | None = None
+        self._subscriber: RTCPeerConnection | None = None
+        self._channel: RTCDataChannel | None = None
+        # separate locks: the server may offer on the subscriber PC while a publish is in flight
+        self._publishing = asyncio.Lock()
+        self._answering = asyncio.Lock()
+        self._senders: dict[SenderTrack, Publication] = {}
+        self.remote: dict[str, RemoteTrack] = {}  # by mid
+
+    # -- publishing ----------------------------------------------------------------------
+
+    async def publish(self, publications: list[Publication]) -> None:
+        """Add tracks to the publisher PC (creating it with the data channel) and renegotiate."""
+        async with self._publishing:
+            pc = self._ensure_publisher()
+            for publication in publications:
+                sender_track = SenderTrack(publication.track)
+                transceiver = pc.addTransceiver(sender_track, direction="sendonly")
+                # pre-encoded packets (a file played without decoding) fix the codec
+                passthrough = getattr(publication.track, "passthrough_mime_type", None)
+                if passthrough:
+                    transceiver.setCodecPreferences(codec_preferences(publication.kind, passthrough))
+                self._senders[sender_track] = publication
+            await self._negotiate(pc)
+
+    async def open_data(self) -> RTCDataChannel:
+        """The publisher PC's `data` channel, negotiated and open."""
+        async with self._publishing:
+            if self._publisher is None:
+                await self._negotiate(self._ensure_publisher())
+        channel = self._channel
+        assert channel is not None
+        if channel.readyState != "open":
+            opened = asyncio.get_running_loop().create_future()
+            channel.once("open", lambda: opened.done() or opened.set_result(None))
+            async with asyncio.timeout(DATA_OPEN_TIMEOUT):
+                await opened
+        return channel
+
+    def _ensure_publisher(self) -> RTCPeerConnection:
+        if self._publisher is None:
+            self._publisher = RTCPeerConnection(self._config)
+            self._channel = self._publisher.createDataChannel("data")
+        return self._publisher
+
+    async def _negotiate(self, pc: RTCPeerConnection) -> None:
+        offer = await pc.createOffer()
+        await pc.setLocalDescription(offer)  # gathers every candidate: no trickle needed
+        sources = {}
+        for transceiver in pc.getTransceivers():
+            publication = self._senders.get(transceiver.sender.track)  # type: ignore[call-overload]
+            if transceiver.mid is not None and publication is not None:
+                sources[transceiver.mid] = publication.source
+        ack = await self._call("sfu.publish", {"sdp": pc.localDescription.sdp, "sources": sources})
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=ack["sdp"], type="answer"))
+
+    # -- subscribing -----------------------------------------------------------------------
+
+    async def subscribe(self) -> None:
+        await self._call("sfu.subscribe", {})
+
+    async def answer(self, data: Any) -> dict[str, Any]:
+        """The ack of `sfu.offer`: our answer, then the track map applied."""
+        if not isinstance(data, dict) or not isinstance(data.get("sdp"), str):
+            return _refusal("sfu.offer needs {sdp, tracks}")
+        infos = [info for info in map(TrackInfo.parse, data.get("tracks") or []) if info is not None]
+        async with self._answering:
+            pc = self._ensure_subscriber()
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="offer"))
+                await pc.setLocalDescription(await pc.createAnswer())
+            except Exception as exc:  # aiortc raises whatever it trips on; tell the server
+                log.warning("cannot answer the SFU's offer: %s", exc)
+                return _refusal(f"{type(exc).__name__}: {exc}")
+            self._apply_track_map(pc, infos)
+            return {"sdp": pc.localDescription.sdp}
+
+    def _ensure_subscriber(self) -> RTCPeerConnection:
+        if self._subscriber is None:
+            self._subscriber = RTCPeerConnection(self._config)
+            self._subscriber.on("datachannel", self._watch_channel)
+        return self._subscriber
+
+    def _watch_channel(self, channel: RTCDataChannel) -> None:
+        if channel.label != "data":
+            return
+
+        def on_message(message: Any) -> None:
+            try:
+                envelope = json.loads(message)
+            except (TypeError, ValueError):
+                log.warning("ignoring a data message that is not JSON")
+                return
+            if isinstance(envelope, dict) and isinstance(envelope.get("from"), str):
+                self._on_data(envelope["from"], envelope.get("data"))
+
+        channel.on("message", on_message)
+
+    def _apply_track_map(self, pc: RTCPeerConnection, infos: list[TrackInfo]) -> None:
+        receivers = {t.mid: t.receiver.track for t in pc.getTransceivers() if t.mid is not None}
+        wanted = {info.mid: info for info in infos}
+        for mid in list(self.remote):
+            current = self.remote[mid]
+            info = wanted.get(mid)
+            if info is None or info.sid != current.sid:
+                del self.remote[mid]
+                current.stop()
+        for mid, info in wanted.items():
+            receiver_track = receivers.get(mid)
+            if mid in self.remote or receiver_track is None:
+                continue
+            track = self.remote[mid] = RemoteTrack(info, receiver_track)
+            self._on_track(track)
+
+    # -- teardown --------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        for track in self.remote.values():
+            track.stop()
+        self.remote.clear()
+        for sender in self._senders:
+            sender.stop()
+        for pc in (self._publisher, self._subscriber):
+            if pc is not None:
+                await pc.close()
+        self._publisher = self._subscriber = None
+        self._channel = None
+
+
+def _refusal(message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": "bad_request", "message": message}}

@@ -1,0 +1,119 @@
+"""The bot library against a real signaling server (no media): presence, messages, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from media.bot import Bot, BotError, Message, dev_token
+from tests.sio_client import joined_client
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_bot_joins_as_bot_and_follows_presence(running):
+    alice, _ = await joined_client(running.url, running.token("r1", "alice"))
+    joined: list[str] = []
+    left: list[str] = []
+    async with Bot.connect(running.url, running.token("r1", "bot-1", name="Bot One")) as bot:
+        bot.on_join(lambda p: joined.append(p["identity"]))
+        bot.on_leave(lambda p: left.append(p["identity"]))
+        assert bot.identity == "bot-1" and bot.room == "r1"
+        assert bot.me["transport"] == "bot" and bot.me["name"] == "Bot One"
+        assert list(bot.participants) == ["alice"]
+        assert not bot.media_available  # this server has no SFU
+
+        event = await alice.wait_for("presence", lambda e: e["participant"]["identity"] == "bot-1")
+        assert event["type"] == "join" and event["participant"]["transport"] == "bot"
+
+        bob, _ = await joined_client(running.url, running.token("r1", "bob"))
+        await bot.wait_until(lambda b: "bob" in b.participants, timeout=5)
+        await bob.close()
+        await bot.wait_until(lambda b: "bob" not in b.participants, timeout=5)
+        assert joined == ["bob"] and left == ["bob"]
+    await alice.wait_for("presence", lambda e: e["type"] == "leave" and e["participant"]["identity"] == "bot-1")
+    await alice.close()
+
+
+async def test_bot_sends_and_receives_messages(running):
+    alice, _ = await joined_client(running.url, running.token("r1", "alice"))
+    async with Bot.connect(running.url, running.token("r1", "bot")) as bot:
+        received: list[Message] = []
+        bot.on_message(received.append)
+        message_id = await bot.send({"text": "hello"})
+        got = await alice.wait_for("message")
+        assert got["from"] == "bot" and got["data"] == {"text": "hello"} and got["id"] == message_id
+
+        ack = await alice.call("message", {"data": "hi bot", "to": "bot"})
+        await bot.wait_until(lambda _: bool(received), timeout=5)
+        assert received == [Message(sender="alice", data="hi bot", via="socket", id=ack["id"])]
+
+        with pytest.raises(BotError) as error:
+            await bot.send("x" * 70_000)
+        assert error.value.code == "too_large"
+    await alice.close()
+
+
+async def test_refused_token_and_unreachable_server_raise_clear_errors(running):
+    with pytest.raises(BotError) as refused:
+        async with Bot.connect(running.url, "not-a-token"):
+            pass
+    assert refused.value.code == "unauthorized" and "refused" in refused.value.message
+
+    with pytest.raises(BotError) as unreachable:
+        async with Bot.connect("http://127.0.0.1:9", running.token("r1", "bot")):
+            pass
+    assert unreachable.value.code == "unreachable"
+    with pytest.raises(BotError) as bad_url:
+        Bot.connect("ftp://example", "t")
+    assert bad_url.value.code == "bad_request"
+
+
+async def test_publish_without_an_sfu_is_refused(running):
+    from media.sources import PatternVideoTrack
+
+    async with Bot.connect(running.url, running.token("r1", "bot")) as bot:
+        with pytest.raises(BotError) as error:
+            await bot.publish(PatternVideoTrack(160, 120, 5))
+        assert error.value.code == "not_found"
+
+
+async def test_dev_token(make_server):
+    dev = await make_server(dev=True)
+    token, identity = await dev_token(dev.url, "r1", "Robo")
+    assert identity.startswith("robo-")
+    async with Bot.connect(dev.url, token) as bot:
+        assert bot.identity == identity and bot.me["name"] == "Robo"
+    plain = await make_server()
+    with pytest.raises(BotError) as error:
+        await dev_token(plain.url, "r1", "Robo")
+    assert error.value.code == "not_found" and "--dev" in error.value.message
+
+
+async def test_bot_reconnects_after_a_server_side_disconnect(running):
+    alice, _ = await joined_client(running.url, running.token("r1", "alice"))
+    async with Bot.connect(running.url, running.token("r1", "bot"), backoff=(0.1, 1.0)) as bot:
+        reconnected = asyncio.Event()
+        bot.on_reconnect(lambda _: reconnected.set())
+        sid = next(s for s, c in running.server.sockets.connections.items() if c.identity == "bot")
+        await running.server.sio.disconnect(sid)
+        await alice.wait_for("presence", lambda e: e["type"] == "leave" and e["participant"]["identity"] == "bot")
+        async with asyncio.timeout(10):
+            await reconnected.wait()
+        rejoined = await alice.wait_for(
+            "presence", lambda e: e["type"] == "join" and e["participant"]["identity"] == "bot" and e["offset"] > 3
+        )
+        assert rejoined["participant"]["transport"] == "bot"
+        assert bot.reconnects == 1 and list(bot.participants) == ["alice"]
+        assert (await bot.send("back")) and not bot.closed.is_set()
+    await alice.close()
+
+
+async def test_kicked_bot_does_not_reconnect(running):
+    async with Bot.connect(running.url, running.token("r1", "bot"), backoff=(0.1, 1.0)) as bot:
+        assert await running.server.kick("r1", "bot", "removed")
+        async with asyncio.timeout(5):
+            await bot.closed.wait()
+        assert bot.kicked == "removed" and bot.reconnects == 0
+        assert await running.server.participants("r1") == []
