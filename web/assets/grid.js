@@ -55,6 +55,22 @@ export class Stage extends EventTarget {
     return out;
   }
 
+  /** Decoder figures of every remote video track (getStats), for diagnostics and tests. */
+  async videoStats() {
+    const out = [];
+    for (const [identity, tracks] of this.remoteTracks) {
+      for (const t of tracks) {
+        if (t.kind !== 'video' || !t.receiver) continue;
+        let framesDecoded = 0;
+        for (const report of (await t.receiver.getStats()).values()) {
+          if (report.type === 'inbound-rtp') framesDecoded += report.framesDecoded || 0;
+        }
+        out.push({ identity, source: t.source, framesDecoded });
+      }
+    }
+    return out;
+  }
+
   /** Re-render from the roster, the remote tracks and our own media. */
   render(local = this.local) {
     this.local = local;

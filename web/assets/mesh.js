@@ -155,6 +155,8 @@ export class MeshSession extends EventTarget {
     pc.addEventListener('track', ({ transceiver, streams }) => {
       peer.trackStreams ??= new Map();
       peer.trackStreams.set(transceiver.mid, streams[0]?.id);
+      // Applying an answer fires `track` after the state is already stable.
+      if (pc.signalingState === 'stable') this.#announce(identity);
     });
     return peer;
   }

@@ -52,7 +52,7 @@ export class Roster extends EventTarget {
 
 export function initials(name) {
   const words = String(name || '?').trim().split(/\s+/).filter(Boolean);
-  const letters = words.length > 1 ? words[0][0] + words[words.length - 1][0] : (words[0] || '?').slice(0, 2);
+  const letters = words.length > 1 ? words[0][0] + words[words.length - 1][0] : (words[0] || '?')[0];
   return letters.toUpperCase();
 }
 
@@ -95,7 +95,7 @@ export function renderPeople(list, roster, { self, speaking = new Set() } = {}) 
     }
     const meta = document.createElement('span');
     meta.className = 'person-meta';
-    meta.textContent = p.transport || '';
+    meta.textContent = describe(p);
     text.append(name, meta);
     const icons = document.createElement('span');
     icons.className = 'person-icons';
@@ -107,6 +107,16 @@ export function renderPeople(list, roster, { self, speaking = new Set() } = {}) 
     return li;
   });
   list.replaceChildren(...items);
+}
+
+const TRANSPORT_LABEL = { bot: 'bot', sse: 'watching', longpoll: 'watching' };
+
+function describe(participant) {
+  const label = TRANSPORT_LABEL[participant.transport];
+  if (label) return label;
+  if (!participant.joinedAt) return '';
+  const at = new Date(participant.joinedAt).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return `joined ${at}`;
 }
 
 function badgeIcon(kind, label) {

@@ -278,6 +278,8 @@ async function startCall() {
   stage.addEventListener('autoplay-blocked', () =>
     notify('Your browser paused the sound.', { label: 'Play sound', run: () => stage.resumeAudio() }));
   window.addEventListener('pagehide', () => signaling.closeNow());
+  // For the console and end-to-end tests: what the page is connected with, and decoder stats.
+  window.roomwire = { mode, signaling, roster, videoStats: () => stage.videoStats() };
   setInterval(() => updateSpeaking(media), 300);
   stage.render(media);
   signaling.connect();

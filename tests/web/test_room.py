@@ -1,0 +1,80 @@
+"""Two real Chromium pages in one room, through the real server and SFU (or peer to peer)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.web.conftest import (
+    BLOCK_WEBSOCKET,
+    MakeWebServer,
+    join,
+    people,
+    pixel_stddev,
+    wait_remote_video,
+)
+
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(90)]
+
+
+async def chat(sender: Any, receiver: Any, text: str) -> None:
+    await sender.get_by_test_id("chat-input").fill(text)
+    await sender.get_by_test_id("chat-send").click()
+    await receiver.wait_for_function(
+        "t => [...document.querySelectorAll('[data-testid=chat-log] > *')].some(m => m.textContent.includes(t))",
+        arg=text,
+        timeout=10_000,
+    )
+
+
+async def test_two_people_see_each_other_chat_and_leave(
+    make_web_server: MakeWebServer, new_page: Any, artifacts: Path
+) -> None:
+    running = await make_web_server()
+    ada = await new_page()
+    # Grace's browser cannot open WebSockets: she is on Socket.IO's polling transport.
+    grace = await new_page(init_script=BLOCK_WEBSOCKET)
+    await join(ada, f"{running.base}/r/standup", "Ada")
+    await join(grace, f"{running.base}/r/standup", "Grace")
+    assert await grace.evaluate("window.roomwire.signaling.transport") == "polling"
+
+    seen_by_ada = await wait_remote_video(ada, "grace")
+    seen_by_grace = await wait_remote_video(grace, "ada")
+    assert seen_by_ada["source"] == seen_by_grace["source"] == "camera"
+    for page in (ada, grace):
+        names = await people(page)
+        assert len(names) == 2
+        assert any("Ada" in n for n in names) and any("Grace" in n for n in names)
+
+    await chat(ada, grace, "hello from Ada over the data channel")
+    await chat(grace, ada, "hi Ada, Grace here")
+    assert await ada.locator("[data-testid=chat-log] > *").count() == 2
+
+    shot = artifacts / "two-person-room.png"
+    await ada.screenshot(path=str(shot))
+    assert pixel_stddev(shot) > 10, "the screenshot of the room is blank"
+
+    closed_at = time.monotonic()
+    await ada.close()
+    await grace.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=participant-list] > [data-identity]').length === 1",
+        timeout=2_000,
+    )
+    assert time.monotonic() - closed_at < 2.5
+
+
+async def test_mesh_mode_connects_browsers_directly(make_web_server: MakeWebServer, new_page: Any) -> None:
+    running = await make_web_server()
+    ada, grace = await new_page(), await new_page()
+    await join(ada, f"{running.base}/r/direct?mode=mesh", "Ada")
+    await join(grace, f"{running.base}/r/direct?mode=mesh", "Grace")
+    await wait_remote_video(ada, "grace")
+    await wait_remote_video(grace, "ada")
+    sfu = running.server.media
+    assert sfu is not None
+    assert sfu.peer_connections == 0, "mesh media must not go through the SFU"
+    await chat(ada, grace, "straight to you")
