@@ -69,10 +69,10 @@ def add_web_routes(app: web.Application, *, prefix: str, web_dir: Path, dev: boo
 
     async def room_with_slash(request: web.Request) -> web.Response:
         # `../assets` must resolve against `/r/{room}`, not `/r/{room}/`.
-        raise web.HTTPPermanentRedirect(_without_trailing_slash(request))
+        raise web.HTTPPermanentRedirect(_same_query(request, request.path.rstrip("/")))
 
     async def to_index(request: web.Request) -> web.Response:
-        raise web.HTTPPermanentRedirect(request.rel_url.with_path(request.path + "/"))
+        raise web.HTTPPermanentRedirect(_same_query(request, request.path + "/"))
 
     async def vendor(request: web.Request) -> web.StreamResponse:
         filename = request.match_info["file"]
@@ -105,8 +105,9 @@ def _load_page(path: Path, dev: bool) -> str:
     return text.replace(DEV_MARKER, DEV_MARKER.replace("false", "true" if dev else "false"))
 
 
-def _without_trailing_slash(request: web.Request) -> str:
-    return str(request.rel_url.with_path(request.path.rstrip("/")))
+def _same_query(request: web.Request, path: str) -> str:
+    # `?token=`, `?mode=` and `?watch=` must survive the redirect.
+    return path + (f"?{request.query_string}" if request.query_string else "")
 
 
 def _error_page(status: int, title: str, detail: str) -> web.Response:
