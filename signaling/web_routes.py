@@ -62,9 +62,7 @@ def add_web_routes(app: web.Application, *, prefix: str, web_dir: Path, dev: boo
     async def room(request: web.Request) -> web.Response:
         name = request.match_info["room"]
         if not valid_room(name):
-            return _error_page(
-                404, "No such room", "Room names are 1 to 64 letters, digits, '-' or '_'."
-            )
+            return _error_page(404, "No such room", "Room names are 1 to 64 letters, digits, '-' or '_'.")
         return page("room")
 
     async def room_with_slash(request: web.Request) -> web.Response:
@@ -115,7 +113,7 @@ def _error_page(status: int, title: str, detail: str) -> web.Response:
         "<!doctype html><html lang=en><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)} · roomwire</title>"
-        "<body style=\"font:16px system-ui,sans-serif;max-width:40rem;margin:4rem auto;"
+        '<body style="font:16px system-ui,sans-serif;max-width:40rem;margin:4rem auto;'
         'padding:0 1rem;color:#1f2328">'
         f"<h1 style=font-size:1.4rem>{html.escape(title)}</h1>"
         f"<p>{html.escape(detail)}</p></body></html>"
