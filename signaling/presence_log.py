@@ -72,7 +72,10 @@ class PresenceLog:
     async def wait_for_change(self, timeout: float) -> None:
         self.waiters += 1
         try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            # Not asyncio.wait_for: on 3.11 it swallows a cancellation that arrives together
+            # with the event (a closing SSE stream would then keep waiting).
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
         except TimeoutError:
             pass
         finally:

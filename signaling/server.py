@@ -13,6 +13,7 @@ from .backend import Participant, Retention, StateBackend
 from .media_backend import MediaBackend
 from .memory_backend import MemoryBackend
 from .metrics import Metrics
+from .presence_routes import add_presence_routes
 from .protocol import MAX_PACKET_BYTES, ProtocolError, bad_request
 from .rate_limit import RateLimit
 from .rest_api import add_rest_routes
@@ -80,6 +81,7 @@ class SignalingServer:
         app[SERVER_KEY] = self
         self.sio.attach(app, socketio_path=f"{prefix}/socket.io")
         add_rest_routes(app, self, prefix)
+        add_presence_routes(app, self, prefix)
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
 

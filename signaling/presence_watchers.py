@@ -1,0 +1,177 @@
+"""Watchers that are present without a socket: SSE streams and long polls with `presence=1`.
+
+A watcher holds a lease on its (room, identity). The first request joins the room with an owner
+string `watch:<transport>:<id>` (so the room never mistakes it for a Socket.IO sid); the lease
+then lasts while an SSE stream is open (plus a short grace, so that an EventSource reconnect
+does not flap leave/join), or `timeout + 10` seconds after each long poll arrives. When it
+lapses the watcher leaves, with its owner, so a leave never removes a connection that has
+replaced it meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .backend import Participant
+from .protocol import ProtocolError, bad_request
+from .tokens import Claims
+
+if TYPE_CHECKING:
+    from .server import SignalingServer
+
+log = logging.getLogger("roomwire.watchers")
+
+# EventSource reconnects after the `retry:` we send (1 s); a stream that is back within this
+# keeps its presence. Stream close is noticed at once (or within presence_sse.LIVENESS_SLICE),
+# so the watcher leaves well within the protocol's 5 s.
+SSE_GRACE_SECONDS = 2.0
+# PROTOCOL.md: a long-poll watcher leaves when no poll arrives within `timeout + 10` seconds.
+POLL_LEASE_MARGIN = 10.0
+
+LostListener = Callable[[str], None]
+
+
+def presence_flag(query: Any) -> bool:
+    """`presence=1` makes the watcher present; absent or `0` does not; anything else is a 400."""
+    raw = query.get("presence")
+    if raw in (None, "", "0", "false"):
+        return False
+    if raw in ("1", "true"):
+        return True
+    raise bad_request("presence must be 1 or 0")
+
+
+@dataclass(eq=False)
+class Lease:
+    room: str
+    identity: str
+    transport: str
+    owner: str
+    joined: asyncio.Future[None] | None = None
+    streams: int = 0
+    expiry: asyncio.TimerHandle | None = None
+    # Open SSE streams of this lease: told when the watcher is removed from the room by others.
+    on_lost: set[LostListener] = field(default_factory=set)
+
+    def cancel_expiry(self) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+
+
+class WatcherPresence:
+    """The leases of every present watcher of one SignalingServer."""
+
+    def __init__(self, server: SignalingServer) -> None:
+        self.server = server
+        self._leases: dict[tuple[str, str], Lease] = {}
+        self._leaving: set[asyncio.Task[None]] = set()
+        server.on_leave(self._on_leave)
+
+    def lease(self, room: str, identity: str) -> Lease | None:
+        return self._leases.get((room, identity))
+
+    async def hold(self, room: str, claims: Claims, transport: str) -> Lease:
+        """An SSE stream opens: present until it closes (and the grace passes)."""
+        lease = await self._acquire(room, claims, transport)
+        lease.streams += 1
+        lease.cancel_expiry()
+        return lease
+
+    def release(self, lease: Lease) -> None:
+        """An SSE stream of this lease closed."""
+        lease.streams -= 1
+        if lease.streams <= 0 and self._leases.get((lease.room, lease.identity)) is lease:
+            self._expire_in(lease, SSE_GRACE_SECONDS)
+
+    async def renew(self, room: str, claims: Claims, transport: str, timeout: float) -> Lease:
+        """A long poll arrives: present for `timeout + 10` seconds more."""
+        lease = await self._acquire(room, claims, transport)
+        self._expire_in(lease, timeout + POLL_LEASE_MARGIN)
+        return lease
+
+    async def close(self) -> None:
+        """Shutdown: every watcher leaves now."""
+        leases, self._leases = list(self._leases.values()), {}
+        for lease in leases:
+            lease.cancel_expiry()
+            await self._leave(lease, "shutdown")
+        if self._leaving:
+            await asyncio.gather(*self._leaving, return_exceptions=True)
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _acquire(self, room: str, claims: Claims, transport: str) -> Lease:
+        if claims.room != room:
+            raise ProtocolError("forbidden", "presence=1 needs a token of this room (an identity in it)")
+        key = (room, claims.identity)
+        lease = self._leases.get(key)
+        if lease is None or lease.transport != transport:
+            if lease is not None:  # the same identity moves to another transport: a join replaces it
+                lease.cancel_expiry()
+            lease = Lease(room, claims.identity, transport, owner=f"watch:{transport}:{uuid.uuid4().hex}")
+            # Registered before the first await: concurrent first requests share one join.
+            self._leases[key] = lease
+            lease.joined = asyncio.ensure_future(self._join(lease, claims))
+        assert lease.joined is not None
+        try:
+            await asyncio.shield(lease.joined)
+        except Exception:
+            if self._leases.get(key) is lease:
+                del self._leases[key]
+            raise
+        return lease
+
+    async def _join(self, lease: Lease, claims: Claims) -> None:
+        participant: Participant = {
+            "identity": claims.identity,
+            "name": claims.name or claims.identity,
+            "metadata": claims.metadata,
+            "joinedAt": int(time.time() * 1000),
+            "transport": lease.transport,
+            "tracks": [],
+        }
+        await self.server.rooms.admit(lease.room, participant)
+        await self.server.rooms.join(lease.room, participant, lease.owner)
+
+    def _expire_in(self, lease: Lease, delay: float) -> None:
+        lease.cancel_expiry()
+        lease.expiry = asyncio.get_running_loop().call_later(delay, self._expire, lease)
+
+    def _expire(self, lease: Lease) -> None:
+        lease.expiry = None
+        key = (lease.room, lease.identity)
+        if self._leases.get(key) is not lease or lease.streams > 0:
+            return
+        del self._leases[key]
+        task = asyncio.create_task(self._leave(lease, "disconnected"), name=f"roomwire-watcher-leave-{key}")
+        self._leaving.add(task)
+        task.add_done_callback(self._leaving.discard)
+
+    async def _leave(self, lease: Lease, reason: str) -> None:
+        try:
+            await self.server.rooms.leave(lease.room, lease.identity, lease.owner, reason)
+        except Exception:
+            log.exception("watcher %s of room %s failed to leave", lease.identity, lease.room)
+
+    async def _on_leave(self, room: str, participant: Participant, reason: str) -> None:
+        """Somebody else removed a watcher (a kick): drop its lease and end its streams."""
+        lease = self._leases.get((room, participant.get("identity", "")))
+        if lease is None or lease.joined is None or not lease.joined.done():
+            return  # our own expiry (already unregistered), or a lease still joining
+        member = await self.server.backend.membership(room, lease.identity)
+        if member is not None and member.owner == lease.owner:
+            return
+        if self._leases.get((room, lease.identity)) is lease:
+            del self._leases[(room, lease.identity)]
+        lease.cancel_expiry()
+        for listener in list(lease.on_lost):
+            with contextlib.suppress(Exception):
+                listener(reason)
