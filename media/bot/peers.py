@@ -34,6 +34,7 @@ log = logging.getLogger("roomwire.bot")
 
 DEFAULT_SOURCE = {"audio": "microphone", "video": "camera"}
 DATA_OPEN_TIMEOUT = 10.0
+SUBSCRIBE_TIMEOUT = 10.0
 
 Call = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -92,6 +93,7 @@ class PeerLink:
         self._answering = asyncio.Lock()
         self._senders: dict[SenderTrack, Publication] = {}
         self.remote: dict[str, RemoteTrack] = {}  # by mid
+        self._subscriber_connected = asyncio.Event()
 
     # -- publishing ----------------------------------------------------------------------
 
@@ -142,8 +144,18 @@ class PeerLink:
 
     # -- subscribing -----------------------------------------------------------------------
 
-    async def subscribe(self) -> None:
+    async def subscribe(self, timeout: float = SUBSCRIBE_TIMEOUT) -> None:
+        """Ask for the SFU's offer and wait until the subscriber PC is connected.
+
+        Waiting makes `Bot.start()` return with media ready, and it sidesteps an SFU that
+        renegotiates while the first connection is still coming up.
+        """
         await self._call("sfu.subscribe", {})
+        try:
+            async with asyncio.timeout(timeout):
+                await self._subscriber_connected.wait()
+        except TimeoutError:
+            log.warning("the subscriber connection did not come up within %s s", timeout)
 
     async def answer(self, data: Any) -> dict[str, Any]:
         """The ack of `sfu.offer`: our answer, then the track map applied."""
@@ -165,7 +177,12 @@ class PeerLink:
         if self._subscriber is None:
             self._subscriber = RTCPeerConnection(self._config)
             self._subscriber.on("datachannel", self._watch_channel)
+            self._subscriber.on("connectionstatechange", self._subscriber_state)
         return self._subscriber
+
+    def _subscriber_state(self) -> None:
+        if self._subscriber is not None and self._subscriber.connectionState == "connected":
+            self._subscriber_connected.set()
 
     def _watch_channel(self, channel: RTCDataChannel) -> None:
         if channel.label != "data":
