@@ -19,15 +19,17 @@ import av
 from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from signaling.protocol import bad_request
+from signaling.protocol import ProtocolError, bad_request
 
 from . import aiortc_internals
 from .data_relay import DataRelay
 from .forwarding import KeyframeRequester, PacketFanout
 from .publish_offer import PublishOffer
-from .rtc import rtc_configuration
+from .rtc import rtc_configuration, wait_connected
 
 logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 10.0
 
 
 def new_track_sid() -> str:
@@ -106,6 +108,10 @@ class Publisher:
         if self.pc is None:
             self.pc = self._create_pc()
         pc = self.pc
+        try:
+            await wait_connected(pc, CONNECT_TIMEOUT)
+        except ConnectionError as exc:
+            raise ProtocolError("conflict", f"cannot renegotiate yet: {exc}") from None
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
             answer = await pc.createAnswer()

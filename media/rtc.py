@@ -3,9 +3,10 @@ that the server also hands to clients (`[{urls, username?, credential?}]`)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceServer
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 
 
 def ice_server(entry: dict[str, Any]) -> RTCIceServer:
@@ -18,3 +19,27 @@ def ice_server(entry: dict[str, Any]) -> RTCIceServer:
 def rtc_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
     """Always explicit: aiortc's default (a public STUN server) is unreachable in closed networks."""
     return RTCConfiguration(iceServers=[ice_server(entry) for entry in ice_servers])
+
+
+async def wait_connected(pc: RTCPeerConnection, timeout: float) -> None:
+    """Before renegotiating a connection that is still connecting, let it finish.
+
+    aiortc 1.16 starts the senders and receivers of new transceivers only if DTLS is already
+    connected when the new description is applied; a renegotiation that lands mid-handshake
+    leaves them silent for good. Raises ConnectionError if the connection fails instead.
+    """
+    if pc.remoteDescription is None or pc.connectionState == "connected":
+        return
+    changed = asyncio.Event()
+    pc.on("connectionstatechange", changed.set)
+    try:
+        async with asyncio.timeout(timeout):
+            while pc.connectionState in ("new", "connecting"):
+                changed.clear()
+                await changed.wait()
+    except TimeoutError:
+        raise ConnectionError(f"the connection did not come up within {timeout} s") from None
+    finally:
+        pc.remove_listener("connectionstatechange", changed.set)
+    if pc.connectionState != "connected":
+        raise ConnectionError(f"the connection is {pc.connectionState}")

@@ -30,7 +30,7 @@ from . import aiortc_internals
 from .data_relay import DataRelay
 from .forwarding import ForwardedTrack
 from .publisher import PublishedTrack
-from .rtc import rtc_configuration
+from .rtc import rtc_configuration, wait_connected
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +127,9 @@ class Subscriber:
             self._on_failed(reason)
 
     async def _negotiate(self) -> None:
+        # before adding transceivers: each new one brings a DTLS transport that stays "new"
+        # (so the connection "connecting") until the next answer bundles it
+        await wait_connected(self.pc, self._offer_timeout)
         desired = {t.sid: t for t in self._tracks()} if self._receive_media else {}
         changed = not self._negotiated
         for sid in list(self._outbound):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,15 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.sources import read_frame_counter
 from tests.sio_client import SioClient
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float = 10) -> None:
+    """Poll `predicate` (a condition on state that aiortc callbacks change) until it holds."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if predicate():
+                return
+            await asyncio.sleep(0.05)
 
 
 @dataclass
