@@ -130,7 +130,7 @@ class PacketFanout:
         self.frames_in += 1
         if not self._subscribers:
             return
-        keyframe = is_keyframe(mime_type, bytes(packet)) if self.kind == "video" else True
+        keyframe = self.kind != "video" or is_keyframe(mime_type, bytes(packet))
         for track in list(self._subscribers):
             track._offer(packet, keyframe)
 
@@ -195,12 +195,11 @@ class ForwardedTrack(MediaStreamTrack):
         self.frames_dropped += len(self._queue)
         self._queue.clear()
         self._queued_bytes = 0
+        # audio goes on with the next frame (each Opus frame decodes alone); video needs a keyframe
         if self.kind == "video":
             self.resyncs += 1
             self._resync = True
             self._fanout.keyframes.request()
-        else:  # audio: keep only the newest frames, every Opus frame decodes alone
-            pass
 
     def _start(self) -> None:
         """First read: anything queued while the subscriber was connecting is stale; start
