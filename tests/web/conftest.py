@@ -88,7 +88,10 @@ async def new_page(browser: Any) -> AsyncIterator[Callable[..., Awaitable[Any]]]
         if init_script:
             await context.add_init_script(init_script)
         page = await context.new_page()
-        page.on("pageerror", lambda err: print(f"page error: {err}"))
+        # Printed output is captured: pytest shows it for a failed test.
+        label = f"page{len(contexts)}"
+        page.on("console", lambda msg: print(f"[{label}] {msg.type}: {msg.text}"))
+        page.on("pageerror", lambda err: print(f"[{label}] page error: {err}"))
         return page
 
     yield make

@@ -53,6 +53,18 @@ async def test_two_people_see_each_other_chat_and_leave(
     await chat(grace, ada, "hi Ada, Grace here")
     assert await ada.locator("[data-testid=chat-log] > *").count() == 2
 
+    # Ada mutes and shares her screen: Grace's list shows it, and a second video arrives
+    # (a re-sent publish offer, then a new sfu.offer to Grace).
+    await ada.locator("#mic-button").click()
+    await ada.locator("#screen-button").click()
+    await grace.locator("[data-testid=participant-list] > [data-identity^=ada] .state-muted").wait_for()
+    await grace.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=remote-video][data-source=screen]')]"
+        ".some(v => v.dataset.identity.startsWith('ada') && v.videoWidth > 0)",
+        timeout=15_000,
+    )
+    assert await grace.locator("[data-testid=remote-video]").count() == 2
+
     shot = artifacts / "two-person-room.png"
     await ada.screenshot(path=str(shot))
     assert pixel_stddev(shot) > 10, "the screenshot of the room is blank"

@@ -2,6 +2,19 @@
 // laid out as a grid that fits the count. Remote audio plays through hidden <audio>s.
 import { initials, mediaState } from './presence.js';
 
+const GAP = 12; // px, as .grid's gap in app.css
+
+/** The widest 16:9 tile of which `count` fit in width x height, over every column count. */
+function fit(count, width, height) {
+  let best = 0;
+  for (let cols = 1; cols <= Math.max(1, count); cols++) {
+    const rows = Math.ceil(count / cols) || 1;
+    const w = Math.min((width - (cols - 1) * GAP) / cols, ((height - (rows - 1) * GAP) / rows) * (16 / 9));
+    best = Math.max(best, w);
+  }
+  return Math.max(80, Math.floor(best));
+}
+
 function tileKey(identity, source) {
   return `${identity}\u0000${source === 'screen' ? 'screen' : 'camera'}`;
 }
@@ -22,6 +35,7 @@ export class Stage extends EventTarget {
     this.sinks = document.createElement('div');
     this.sinks.hidden = true;
     grid.after(this.sinks);
+    new ResizeObserver(() => this.#layout()).observe(grid);
   }
 
   setSelf(identity) {
@@ -93,13 +107,31 @@ export class Stage extends EventTarget {
     }
     for (const [key, want] of wanted) this.#renderTile(key, want);
     this.#renderAudio();
-    // Screens first, then people in join order.
-    const ordered = [...wanted.keys()].sort((a, b) => Number(b.endsWith('screen')) - Number(a.endsWith('screen')));
+    // Screens first, then the others in join order, ourselves last (a stable sort).
+    const rank = (key) => (wanted.get(key).source === 'screen' ? 0 : wanted.get(key).self ? 2 : 1);
+    const ordered = [...wanted.keys()].sort((a, b) => rank(a) - rank(b));
     for (const key of ordered) this.grid.append(this.tiles.get(key).el);
     this.grid.dataset.count = String(wanted.size);
-    const cols = Math.max(1, Math.ceil(Math.sqrt(wanted.size)));
-    this.grid.style.setProperty('--cols', String(cols));
-    this.grid.style.setProperty('--rows', String(Math.max(1, Math.ceil(wanted.size / cols))));
+    this.#layout();
+  }
+
+  /** Size tiles to fill the stage: the biggest 16:9 tiles that fit; a shared screen on top. */
+  #layout() {
+    const width = this.grid.clientWidth;
+    const height = this.grid.clientHeight;
+    if (!width || !height) return;
+    let screens = 0;
+    for (const tile of this.tiles.values()) if (tile.el.dataset.source === 'screen') screens++;
+    const cameras = this.tiles.size - screens;
+    this.grid.classList.toggle('presenting', screens > 0);
+    let cameraArea = height;
+    if (screens) {
+      const strip = cameras ? Math.min(height * 0.24, 200) : 0;
+      const screenArea = height - strip - (cameras ? GAP : 0);
+      this.grid.style.setProperty('--screen-w', `${fit(screens, width, screenArea)}px`);
+      cameraArea = strip;
+    }
+    this.grid.style.setProperty('--tile-w', `${fit(cameras, width, cameraArea)}px`);
   }
 
   setSpeaking(identity, speaking) {
