@@ -15,6 +15,7 @@ from tests.web.conftest import (
     people,
     pixel_stddev,
     wait_remote_video,
+    wait_status,
 )
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(90)]
@@ -89,3 +90,34 @@ async def test_mesh_mode_connects_browsers_directly(make_web_server: MakeWebServ
     assert sfu is not None
     assert sfu.peer_connections == 0, "mesh media must not go through the SFU"
     await chat(ada, grace, "straight to you")
+
+
+async def test_a_dropped_connection_rejoins_and_renegotiates_media(
+    make_web_server: MakeWebServer, new_page: Any
+) -> None:
+    running = await make_web_server()
+    ada, grace = await new_page(), await new_page()
+    await join(ada, f"{running.base}/r/flaky", "Ada")
+    await join(grace, f"{running.base}/r/flaky", "Grace")
+    await wait_remote_video(ada, "grace")
+    await wait_remote_video(grace, "ada")
+    for page in (ada, grace):
+        await page.evaluate("document.querySelectorAll('[data-testid=remote-video]').forEach(v => v.dataset.old = '1')")
+    await grace.evaluate(
+        "window.states = []; window.roomwire.signaling.addEventListener('status', e => states.push(e.detail.state))"
+    )
+
+    # The server drops Grace's Socket.IO connection (as a restart or a network cut would).
+    sockets = running.server.sockets.connections
+    (sid,) = [sid for sid, conn in sockets.items() if conn.claims.identity.startswith("grace")]
+    await running.server.sio.disconnect(sid)
+
+    await grace.wait_for_function("window.states.includes('reconnecting')", timeout=10_000)
+    await wait_status(grace, "connected")
+    assert (await grace.evaluate("window.states"))[0] == "reconnecting"
+    fresh_video = """who => [...document.querySelectorAll('[data-testid=remote-video]')]
+        .some(v => !v.dataset.old && v.dataset.identity.startsWith(who) && v.videoWidth > 0)"""
+    await grace.wait_for_function(fresh_video, arg="ada", timeout=20_000)
+    await ada.wait_for_function(fresh_video, arg="grace", timeout=20_000)
+    for page in (ada, grace):
+        assert len(await people(page)) == 2
