@@ -59,6 +59,7 @@ class RemoteTrack(MediaStreamTrack):
 
     `recv()` returns decoded frames (av.VideoFrame / av.AudioFrame) and raises
     MediaStreamError once the participant unpublished, left, or the bot lost its connection.
+    It has one reader: every frame goes to one `recv()` call (share it with aiortc's MediaRelay).
     """
 
     def __init__(self, info: TrackInfo, receiver_track: MediaStreamTrack) -> None:
@@ -67,6 +68,7 @@ class RemoteTrack(MediaStreamTrack):
         self.info = info
         self._inner = receiver_track
         self._ended = asyncio.get_running_loop().create_future()
+        self.frames = 0  # delivered by recv(): what a FrameCounter reads without consuming
 
     @property
     def sid(self) -> str:
@@ -92,7 +94,9 @@ class RemoteTrack(MediaStreamTrack):
         if not receiving.done():
             receiving.cancel()
             raise MediaStreamError
-        return receiving.result()  # MediaStreamError when the connection closed
+        frame = receiving.result()  # MediaStreamError when the connection closed
+        self.frames += 1
+        return frame
 
     def stop(self) -> None:
         if not self._ended.done():

@@ -1,0 +1,288 @@
+"""What a bot does with the tracks it subscribes to: count frames, record, echo back.
+
+Each sink takes `RemoteTrack`s (`sink.add(track)`, or `sink.attach(bot)` for every track the
+bot gets) and reads their decoded frames.
+
+`Recorder` writes one file per participant (WebM: VP8 + Opus, or MP4: H.264 + AAC). A
+container needs all its streams before the first packet, so a participant's file opens once
+its tracks have had `gather` seconds to arrive and its first video frame gave the size;
+frames are stamped with the wall clock, so a track that comes back after a reconnect carries
+on in the same stream. Encoding runs in a worker thread so the bot's event loop keeps up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import logging
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from media.bot.tracks import RemoteTrack
+
+if TYPE_CHECKING:
+    from media.bot import Bot
+
+log = logging.getLogger("roomwire.media.sinks")
+
+FORMATS = {  # format -> (video encoder, its options, audio encoder)
+    "webm": ("libvpx", {"deadline": "realtime", "cpu-used": "8", "b": "1M"}, "libopus"),
+    "mp4": ("libx264", {"preset": "ultrafast", "tune": "zerolatency"}, "aac"),
+}
+MS = fractions.Fraction(1, 1000)
+VIDEO_CLOCK = fractions.Fraction(1, 90000)
+RECORD_QUEUE = 600  # frames waiting to be encoded, per participant (~10 s of audio + video)
+
+
+async def _frames(track: MediaStreamTrack) -> Any:
+    """The track's frames until it ends."""
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            yield await track.recv()
+
+
+class FrameCounter:
+    """Frames per second of every track it is given, from `RemoteTrack.frames`.
+
+    A track has one reader: with `consume=True` (the default) the counter reads the tracks
+    itself; with `consume=False` another sink (a Recorder, an Echo) reads them and the counter
+    only watches.
+    """
+
+    def __init__(self, consume: bool = True) -> None:
+        self.consume = consume
+        self.tracks: list[RemoteTrack] = []
+        self._last: dict[RemoteTrack, tuple[int, float]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def attach(self, bot: Bot) -> FrameCounter:
+        bot.on_track(self.add)
+        return self
+
+    def add(self, track: RemoteTrack) -> None:
+        self.tracks.append(track)
+        self._last[track] = (track.frames, time.monotonic())
+        if self.consume:
+            task = asyncio.ensure_future(self._drain(track))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, track: RemoteTrack) -> None:
+        async for _ in _frames(track):
+            pass
+
+    def rates(self) -> dict[RemoteTrack, float]:
+        """Frames per second of each live track since the previous call."""
+        now = time.monotonic()
+        rates = {}
+        for track in self.tracks:
+            then_count, then = self._last[track]
+            self._last[track] = (track.frames, now)
+            if not track.ended:
+                rates[track] = (track.frames - then_count) / max(now - then, 1e-6)
+        self.tracks = [t for t in self.tracks if not t.ended]
+        return rates
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class _Recording:
+    """One participant's file."""
+
+    def __init__(self, path: Path, media_format: str, gather: float) -> None:
+        self.path = path
+        self.format = media_format
+        self.kinds: set[str] = set()
+        self.queue: asyncio.Queue[tuple[str, Any, float] | None] = asyncio.Queue(RECORD_QUEUE)
+        self.dropped = 0
+        self.frames = {"audio": 0, "video": 0}
+        self._container: Any = None
+        self._streams: dict[str, Any] = {}
+        self._start = 0.0
+        self._last_video_pts = -1
+        self._samples = 0
+        self._gather = gather
+        self.writer = asyncio.ensure_future(self._write_all())
+
+    def offer(self, kind: str, frame: Any) -> None:
+        if self.queue.full():
+            self.dropped += 1
+        else:
+            self.queue.put_nowait((kind, frame, time.monotonic()))
+
+    async def _write_all(self) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(self._gather)
+        pending: list[tuple[str, Any, float]] = []
+        try:
+            while (item := await self.queue.get()) is not None:
+                if self._container is None:
+                    pending.append(item)
+                    if "video" in self.kinds and item[0] != "video" and len(pending) < RECORD_QUEUE:
+                        continue  # the video size comes with the first video frame
+                    await loop.run_in_executor(None, self._open, pending)
+                    items, pending = pending, []
+                else:
+                    items = [item]
+                for kind, frame, at in items:
+                    await loop.run_in_executor(None, self._write, kind, frame, at)
+        finally:
+            if self._container is not None:
+                await loop.run_in_executor(None, self._finish)
+
+    def _open(self, pending: list[tuple[str, Any, float]]) -> None:
+        video_codec, options, audio_codec = FORMATS[self.format]
+        self._container = av.open(str(self.path), "w")
+        self._start = pending[0][2]
+        frame = next((frame for kind, frame, _ in pending if kind == "video"), None)
+        if frame is not None:  # else no video came for a long while: record the audio alone
+            video = self._streams["video"] = self._container.add_stream(video_codec, rate=30, options=options)
+            video.width, video.height, video.pix_fmt = frame.width, frame.height, "yuv420p"
+            video.codec_context.time_base = MS
+        if "audio" in self.kinds:
+            audio = self._streams["audio"] = self._container.add_stream(audio_codec, rate=48000)
+            audio.layout = "stereo"
+
+    def _write(self, kind: str, frame: Any, at: float) -> None:
+        stream = self._streams.get(kind)
+        if stream is None:
+            return  # a kind that arrived after the file was opened
+        if kind == "video":
+            if frame.width != stream.width or frame.height != stream.height or frame.format.name != "yuv420p":
+                frame = frame.reformat(width=stream.width, height=stream.height, format="yuv420p")
+            pts = max(round((at - self._start) * 1000), self._last_video_pts + 1)
+            self._last_video_pts = pts
+            frame.pts, frame.time_base = pts, MS
+        else:
+            frame.pts, frame.time_base = self._samples, fractions.Fraction(1, frame.sample_rate)
+            self._samples += frame.samples
+        self._container.mux(stream.encode(frame))
+        self.frames[kind] += 1
+
+    def _finish(self) -> None:
+        for stream in self._streams.values():
+            self._container.mux(stream.encode(None))
+        self._container.close()
+
+
+class Recorder:
+    """Records each participant to `{directory}/{identity}.{format}` (format "webm" or "mp4")."""
+
+    def __init__(self, directory: str | Path, media_format: str = "webm", gather: float = 0.5) -> None:
+        if media_format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.format = media_format
+        self.gather = gather
+        self.recordings: dict[str, _Recording] = {}
+        self._readers: set[asyncio.Task[None]] = set()
+
+    def attach(self, bot: Bot) -> Recorder:
+        bot.on_track(self.add)
+        return self
+
+    def add(self, track: RemoteTrack) -> None:
+        recording = self.recordings.get(track.identity)
+        if recording is None:
+            name = re.sub(r"[^A-Za-z0-9_-]", "_", track.identity)
+            path = self.directory / f"{name}.{self.format}"
+            recording = self.recordings[track.identity] = _Recording(path, self.format, self.gather)
+        recording.kinds.add(track.kind)
+        reader = asyncio.ensure_future(self._read(track, recording))
+        self._readers.add(reader)
+        reader.add_done_callback(self._readers.discard)
+
+    async def _read(self, track: RemoteTrack, recording: _Recording) -> None:
+        async for frame in _frames(track):
+            recording.offer(track.kind, frame)
+
+    @property
+    def files(self) -> list[Path]:
+        return [r.path for r in self.recordings.values()]
+
+    async def close(self) -> list[Path]:
+        """Stop reading, encode what is queued, and close every file; returns the files written."""
+        for reader in list(self._readers):
+            reader.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        for recording in self.recordings.values():
+            with contextlib.suppress(asyncio.QueueFull):
+                recording.queue.put_nowait(None)
+            if recording.queue.full():  # no room for the end marker: stop at once
+                recording.writer.cancel()
+        await asyncio.gather(*(r.writer for r in self.recordings.values()), return_exceptions=True)
+        return [path for path in self.files if path.exists()]
+
+
+class RelayTrack(MediaStreamTrack):
+    """Frames of whichever remote track it follows now, restamped so a switch stays seamless."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.following: RemoteTrack | None = None
+        self._changed = asyncio.Event()
+        self._start: float | None = None
+        self._samples = 0
+
+    def follow(self, track: RemoteTrack) -> None:
+        self.following = track
+        self._changed.set()
+
+    async def recv(self) -> Any:
+        while True:
+            source = self.following
+            if source is None or source.ended:
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            try:
+                frame = await source.recv()
+            except MediaStreamError:
+                continue  # it ended: wait for the next one to follow
+            return self._restamp(frame)
+
+    def _restamp(self, frame: Any) -> Any:
+        if self.kind == "video":
+            now = time.monotonic()
+            if self._start is None:
+                self._start = now
+            frame.pts, frame.time_base = round((now - self._start) * 90000), VIDEO_CLOCK
+        else:
+            frame.pts, frame.time_base = self._samples, fractions.Fraction(1, frame.sample_rate)
+            self._samples += frame.samples
+        return frame
+
+
+class Echo:
+    """Publishes back the camera and microphone of the latest participant who is not a bot
+    (bots echoing bots would feed each other forever)."""
+
+    def __init__(self, bot: Bot, *, echo_bots: bool = False) -> None:
+        self.bot = bot
+        self.echo_bots = echo_bots
+        self.relays = {"video": RelayTrack("video"), "audio": RelayTrack("audio")}
+        self._published: set[str] = set()
+        bot.on_track(self.add)
+
+    async def add(self, track: RemoteTrack) -> None:
+        participant = self.bot.participants.get(track.identity, {})
+        if participant.get("transport") == "bot" and not self.echo_bots:
+            return
+        relay = self.relays.get(track.kind)
+        if relay is None:
+            return
+        relay.follow(track)
+        if track.kind not in self._published:
+            self._published.add(track.kind)
+            await self.bot.publish(relay, source=track.source)
