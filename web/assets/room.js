@@ -74,10 +74,25 @@ function lobby(media, mediaReady) {
   nameInput.value = localStorage.getItem('roomwire.name') || '';
   (DEV ? nameInput : $('lobby-token-input')).focus();
   if (mediaReady) {
-    mediaReady.then(() => {
-      if (media.videoTrack) $('lobby-video').srcObject = new MediaStream([media.videoTrack]);
+    const preview = () => {
+      $('lobby-video').srcObject = media.videoTrack ? new MediaStream([media.videoTrack]) : null;
       $('lobby-preview-empty').hidden = !!media.videoTrack;
+      const mic = !media.muted && !!media.audioTrack;
+      setToggle($('lobby-mic'), mic, mic ? 'Mute microphone' : 'Unmute microphone');
+      $('lobby-mic').disabled = !media.audioTrack;
+      setToggle($('lobby-camera'), !!media.videoTrack, media.videoTrack ? 'Turn camera off' : 'Turn camera on');
+    };
+    mediaReady.then(preview);
+    $('lobby-mic').addEventListener('click', () => {
+      media.setMuted(!media.muted);
+      preview();
     });
+    $('lobby-camera').addEventListener('click', async () => {
+      await media.setCameraOff(!media.cameraOff).catch((err) => notify(`Camera: ${err.message}`));
+      preview();
+    });
+  } else {
+    document.querySelector('.lobby-preview').hidden = true;
   }
   return new Promise((resolve) => {
     $('lobby-form').addEventListener('submit', async (event) => {
@@ -105,6 +120,12 @@ function lobby(media, mediaReady) {
       }
     });
   });
+}
+
+function setToggle(button, on, label) {
+  button.setAttribute('aria-pressed', String(on));
+  button.setAttribute('aria-label', label);
+  button.title = label;
 }
 
 async function credentials(media, mediaReady) {
