@@ -110,6 +110,10 @@ function lobby(media, mediaReady) {
         } else {
           const token = $('lobby-token-input').value.trim();
           if (!token) throw new Error('Paste your access token.');
+          // Rejoin reloads the page: keep the token where the page looks for it.
+          const url = new URL(location.href);
+          url.searchParams.set('token', token);
+          history.replaceState(null, '', url);
           resolve({ token, name: tokenClaims(token).name });
         }
         $('lobby').hidden = true;
@@ -246,7 +250,8 @@ async function startCall() {
       session?.close();
       session = null;
       stage.clear();
-      showLeft('Disconnected', e.detail.detail);
+      const refused = /^(unauthorized|forbidden)/.test(e.detail.detail);
+      showLeft(refused ? 'Cannot join this room' : 'Disconnected', e.detail.detail);
     }
   });
   signaling.addEventListener('kicked', (e) => {
