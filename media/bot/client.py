@@ -303,8 +303,12 @@ class Bot:
     # -- callbacks -------------------------------------------------------------------------
 
     def on_track(self, callback: Callable[[RemoteTrack], Any]) -> Callable[[RemoteTrack], Any]:
-        """`callback(track)` for every subscribed track (sync or async); usable as a decorator."""
-        return self._register("track", callback)
+        """`callback(track)` for every subscribed track, those already here included (sync or
+        async); usable as a decorator."""
+        self._register("track", callback)
+        for track in self.remote_tracks:
+            self._fire_one(callback, track)
+        return callback
 
     def on_message(self, callback: Callable[[Message], Any]) -> Callable[[Message], Any]:
         return self._register("message", callback)
@@ -329,15 +333,18 @@ class Bot:
     def _fire(self, name: str, *args: Any) -> None:
         self._changed.set()
         for callback in self._callbacks[name]:
-            try:
-                result = callback(*args)
-            except Exception:
-                log.exception("bot %s callback failed", name)
-                continue
-            if inspect.isawaitable(result):
-                task = asyncio.ensure_future(result)
-                self._tasks.add(task)
-                task.add_done_callback(self._task_done)
+            self._fire_one(callback, *args)
+
+    def _fire_one(self, callback: Callable[..., Any], *args: Any) -> None:
+        try:
+            result = callback(*args)
+        except Exception:
+            log.exception("a bot callback failed")
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
