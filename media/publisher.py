@@ -25,7 +25,7 @@ from . import aiortc_internals
 from .data_relay import DataRelay
 from .forwarding import KeyframeRequester, PacketFanout
 from .publish_offer import PublishOffer
-from .rtc import rtc_configuration, wait_connected
+from .rtc import close_pc, rtc_configuration, wait_connected
 
 logger = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ class Publisher:
         for inbound in self._inbound.values():
             self._withdraw(inbound)
         if self.pc is not None:
-            await self.pc.close()
+            await close_pc(self.pc)
         for inbound in self._inbound.values():
             await inbound.keyframes.close()
         self._inbound.clear()

@@ -43,3 +43,12 @@ async def wait_connected(pc: RTCPeerConnection, timeout: float) -> None:
         pc.remove_listener("connectionstatechange", changed.set)
     if pc.connectionState != "connected":
         raise ConnectionError(f"the connection is {pc.connectionState}")
+
+
+async def close_pc(pc: RTCPeerConnection) -> None:
+    """Close a peer connection even if the caller is cancelled meanwhile.
+
+    aiortc's close() lets later callers await its internal "closed" future; cancelling one of
+    them cancels that future, and the first close() then dies setting its result.
+    """
+    await asyncio.shield(pc.close())

@@ -100,9 +100,12 @@ class SFU:
         self._forget_if_empty(state)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # let pending reactions (closing a failed connection, announcing tracks) finish first
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=5)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         for state in list(self._rooms.values()):
             for identity in list(state.publishers) + list(state.subscribers):
                 await self.participant_left(state.name, identity)

@@ -30,7 +30,7 @@ from . import aiortc_internals
 from .data_relay import DataRelay
 from .forwarding import ForwardedTrack
 from .publisher import PublishedTrack
-from .rtc import rtc_configuration, wait_connected
+from .rtc import close_pc, rtc_configuration, wait_connected
 
 logger = logging.getLogger(__name__)
 
@@ -207,4 +207,4 @@ class Subscriber:
         for out in self._outbound.values():
             out.forwarded.stop()
         self._outbound.clear()
-        await self.pc.close()
+        await close_pc(self.pc)

@@ -52,6 +52,7 @@ class SfuPeer:
         self.offered = asyncio.Event()
         self._answer = answer
         self._readers: list[asyncio.Task[None]] = []
+        self._closing = asyncio.Event()
         self.client.sio.on("sfu.offer", self._on_offer)
 
     async def join(self, url: str, token: str) -> dict[str, Any]:
@@ -90,7 +91,8 @@ class SfuPeer:
         self.track_maps.append(payload.get("tracks", []))
         self.offered.set()
         if not self._answer:
-            await asyncio.sleep(3600)  # never answers (the SFU times out)
+            await self._closing.wait()  # never answers (the SFU times out); ends at close()
+            return None
         assert self.subscriber is not None
         await self.subscriber.setRemoteDescription(RTCSessionDescription(sdp=payload["sdp"], type="offer"))
         await self.subscriber.setLocalDescription(await self.subscriber.createAnswer())
@@ -141,6 +143,8 @@ class SfuPeer:
         return self.data
 
     async def close(self) -> None:
+        self._closing.set()
+        await asyncio.sleep(0)
         for task in self._readers:
             task.cancel()
         await asyncio.gather(*self._readers, return_exceptions=True)
