@@ -70,9 +70,10 @@ async def test_two_people_see_each_other_chat_and_leave(
     await ada.screenshot(path=str(shot))
     assert pixel_stddev(shot) > 10, "the screenshot of the room is blank"
 
+    # Grace, on polling, closes her page (no WebSocket closes with it).
     closed_at = time.monotonic()
-    await ada.close()
-    await grace.wait_for_function(
+    await grace.close()
+    await ada.wait_for_function(
         "() => document.querySelectorAll('[data-testid=participant-list] > [data-identity]').length === 1",
         timeout=2_000,
     )

@@ -16,7 +16,9 @@ LISTED = "id => !!document.querySelector(`[data-testid=participant-list] > [data
 UNLISTED = "id => !document.querySelector(`[data-testid=participant-list] > [data-identity='${id}']`)"
 
 
-@pytest.mark.parametrize(("transport", "init_script"), [("sse", None), ("longpoll", BLOCK_EVENTSOURCE)])
+@pytest.mark.parametrize(
+    ("transport", "init_script"), [("sse", None), ("longpoll", BLOCK_EVENTSOURCE)], ids=["sse", "longpoll"]
+)
 async def test_watch_page_sees_joins_and_leaves(
     make_web_server: MakeWebServer, new_page: Any, transport: str, init_script: str | None
 ) -> None:
