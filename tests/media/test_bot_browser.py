@@ -1,0 +1,78 @@
+"""An echo bot (the `roomwire bot --echo` CLI) returns a real Chromium page's camera to it."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+from tests.web.conftest import (  # noqa: F401 - fixtures, used by name
+    MakeWebServer,
+    artifacts,
+    browser,
+    join,
+    make_web_server,
+    new_page,
+    pixel_stddev,
+    wait_remote_video,
+)
+
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(120)]
+
+ROOMWIRE = str(REPO / ".venv" / "bin" / "roomwire")
+
+# The mean colour of a <video>'s current frame, scaled down on a canvas.
+MEAN_COLOUR = """video => {
+  const canvas = document.createElement('canvas');
+  canvas.width = 64; canvas.height = 48;
+  const ctx = canvas.getContext('2d');
+  ctx.drawImage(video, 0, 0, 64, 48);
+  const data = ctx.getImageData(0, 0, 64, 48).data;
+  const sum = [0, 0, 0];
+  for (let i = 0; i < data.length; i += 4) { sum[0] += data[i]; sum[1] += data[i + 1]; sum[2] += data[i + 2]; }
+  return sum.map(s => s / (data.length / 4));
+}"""
+
+
+async def test_echo_bot_returns_the_browsers_camera(
+    make_web_server: MakeWebServer, new_page: Any, artifacts: Path  # noqa: F811
+) -> None:
+    running = await make_web_server()
+    bot = await asyncio.create_subprocess_exec(
+        ROOMWIRE, "bot", "--url", running.base, "--room", "mirror", "--dev", "--name", "echo", "--echo",
+        "--duration", "90", "--stats", "1",
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        for _ in range(300):
+            if await running.server.participants("mirror"):
+                break
+            await asyncio.sleep(0.1)
+        ada = await new_page()
+        await join(ada, f"{running.base}/r/mirror", "Ada")
+        stats = await wait_remote_video(ada, "echo", timeout=40_000)
+        assert stats["framesDecoded"] > 0 and stats["source"] == "camera"
+
+        echoed = ada.locator("[data-testid=remote-video][data-identity^=echo]")
+        local = ada.locator("video:not([data-testid=remote-video])").first
+        width, height = await echoed.evaluate("v => [v.videoWidth, v.videoHeight]")
+        camera_width, camera_height = await local.evaluate("v => [v.videoWidth, v.videoHeight]")
+        # the browser may send a scaled-down copy (bandwidth estimation); the shape stays
+        assert width > 0 and abs(width / height - camera_width / camera_height) < 0.02
+        # the echo shows what the fake camera shows: the same picture, so about the same colours
+        await asyncio.sleep(1)
+        mine, back = await local.evaluate(MEAN_COLOUR), await echoed.evaluate(MEAN_COLOUR)
+        assert max(abs(a - b) for a, b in zip(mine, back, strict=True)) < 40, (mine, back)
+        shot = artifacts / "echo-bot.png"
+        await ada.screenshot(path=str(shot))
+        assert pixel_stddev(shot) > 10
+    finally:
+        bot.terminate()
+        out, err = await asyncio.wait_for(bot.communicate(), 20)
+    text = out.decode()
+    assert re.search(r"track ada-\w+/video \(camera", text), text + err.decode()
+    assert "publishing" not in text  # an echo publishes only what it receives
