@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.sio_client import SioClient
 from tests.web.conftest import (
     BLOCK_WEBSOCKET,
     MakeWebServer,
@@ -50,9 +51,27 @@ async def test_two_people_see_each_other_chat_and_leave(
         assert len(names) == 2
         assert any("Ada" in n for n in names) and any("Grace" in n for n in names)
 
-    await chat(ada, grace, "hello from Ada over the data channel")
-    await chat(grace, ada, "hi Ada, Grace here")
-    assert await ada.locator("[data-testid=chat-log] > *").count() == 2
+    # Lin has no media (a plain Socket.IO client): chat reaches her through `message`.
+    lin = SioClient()
+    await lin.connect(running.url, running.token("standup", "lin", name="Lin"))
+    try:
+        assert (await lin.call("join"))["ok"] is True
+        await ada.wait_for_selector("[data-testid=participant-list] > [data-identity=lin]")
+        await chat(ada, grace, "hello from Ada over the data channel")
+        got = await lin.wait_for("message", lambda m: m["from"].startswith("ada"))
+        assert got["data"]["type"] == "chat" and got["data"]["text"] == "hello from Ada over the data channel"
+        await chat(grace, ada, "hi Ada, Grace here")
+        await lin.wait_for("message", lambda m: m["from"].startswith("grace"))
+        assert (await lin.call("message", {"data": "Lin says hi"}))["ok"] is True
+        for page in (ada, grace):
+            await page.wait_for_function(
+                "() => [...document.querySelectorAll('[data-testid=chat-log] > *')]"
+                ".some(m => m.textContent.includes('Lin says hi'))"
+            )
+    finally:
+        await lin.close()
+    assert await ada.locator("[data-testid=chat-log] > *").count() == 3
+    assert len(lin.events["message"]) == 2
 
     # Ada mutes and shares her screen: Grace's list shows it, and a second video arrives
     # (a re-sent publish offer, then a new sfu.offer to Grace).
