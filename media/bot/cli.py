@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,6 +182,11 @@ async def start_bot(args: argparse.Namespace, index: int) -> RunningBot:
 
 
 async def run_bots(args: argparse.Namespace) -> int:
+    # Ctrl+C and SIGTERM end the run like --duration does: recordings are finished, bots leave
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     try:
         started = await asyncio.gather(*(start_bot(args, i) for i in range(args.count)), return_exceptions=True)
     except (OSError, ValueError) as exc:
@@ -195,7 +201,7 @@ async def run_bots(args: argparse.Namespace) -> int:
         return 1
     status = 0
     try:
-        status = await supervise(args, bots)
+        status = await supervise(args, bots, stop)
     finally:
         for running in bots:
             status = max(status, await finish(args, running))
@@ -212,16 +218,21 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-async def supervise(args: argparse.Namespace, bots: list[RunningBot]) -> int:
-    """Run until --duration is over (or forever), printing rates; 1 if a bot was lost."""
+async def supervise(args: argparse.Namespace, bots: list[RunningBot], stop: asyncio.Event) -> int:
+    """Run until --duration is over or `stop`, printing rates; 1 if a bot was lost."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + args.duration if args.duration else None
     lost = [asyncio.ensure_future(running.bot.closed.wait()) for running in bots]
+    stopping = asyncio.ensure_future(stop.wait())
     interval = args.stats if args.stats > 0 else 3600.0
     try:
         while True:
             timeout = interval if deadline is None else min(interval, deadline - loop.time())
-            done, _ = await asyncio.wait(lost, timeout=max(timeout, 0), return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                [*lost, stopping], timeout=max(timeout, 0), return_when=asyncio.FIRST_COMPLETED
+            )
+            if stopping in done:
+                return 0
             if done:
                 for running in bots:
                     if running.bot.closed.is_set():
@@ -233,7 +244,7 @@ async def supervise(args: argparse.Namespace, bots: list[RunningBot]) -> int:
             if deadline is not None and loop.time() >= deadline:
                 return 0
     finally:
-        for waiter in lost:
+        for waiter in [*lost, stopping]:
             waiter.cancel()
 
 

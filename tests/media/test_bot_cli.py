@@ -72,8 +72,9 @@ async def test_count_ten_bots_each_see_the_others(make_server):
     assert len(participants) == 10 and {p["transport"] for p in participants} == {"bot"}
     # let the last presence events reach everyone, then stop the run early
     await asyncio.sleep(1.0)
-    process.terminate()
-    _, out, err = await finished(process)
+    process.terminate()  # SIGTERM ends a run cleanly, like --duration
+    code, out, err = await finished(process)
+    assert code == 0 and out.count(": left\n") == 10, out + err
     seen: dict[str, int] = defaultdict(int)
     for label, count in re.findall(r"^(\S+): .*?(\d+) others here", out, re.MULTILINE):
         seen[label] = max(seen[label], int(count))
