@@ -24,11 +24,13 @@ SOCKET_IO_FILES = ("socket.io.esm.min.js", "socket.io.esm.min.js.map")
 DEV_MARKER = '<meta name="roomwire-dev" content="false">'
 HTML_HEADERS = {
     "Cache-Control": "no-cache",
-    # Everything the client needs is served from here; nothing is fetched from elsewhere.
+    # Nothing may come from another origin. Inline code and eval stay allowed, not for the
+    # client (it has none) but for browser automation (playwright's wait_for_function with
+    # an expression, add_script_tag) that end-to-end tests of embedding apps rely on.
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
-        "connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; "
-        "base-uri 'self'"
+        "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
+        "object-src 'none'; base-uri 'self'"
     ),
     "Referrer-Policy": "no-referrer",
 }

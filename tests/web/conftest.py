@@ -108,9 +108,10 @@ async def join(page: Any, url: str, name: str) -> None:
 
 
 async def wait_status(page: Any, state: str, timeout: float = 15_000) -> None:
+    # An expression, not a function: playwright evaluates it with eval, which the pages'
+    # Content-Security-Policy must allow for tests like this one.
     await page.wait_for_function(
-        "s => document.querySelector('[data-testid=connection-status]')?.textContent === s",
-        arg=state,
+        f"document.querySelector('[data-testid=connection-status]')?.textContent === {state!r}",
         timeout=timeout,
     )
 

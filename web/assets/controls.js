@@ -52,12 +52,18 @@ export function bindControls(media, { onChange, onLeave, notify }) {
     devicesButton.setAttribute('aria-expanded', String(open));
     if (open) await fillDevices(media, cameraSelect, micSelect);
   });
+  const closePanel = () => {
+    panel.hidden = true;
+    devicesButton.setAttribute('aria-expanded', 'false');
+  };
   document.addEventListener('keydown', (event) => {
     if (event.key === 'Escape' && !panel.hidden) {
-      panel.hidden = true;
-      devicesButton.setAttribute('aria-expanded', 'false');
+      closePanel();
       devicesButton.focus();
     }
+  });
+  document.addEventListener('pointerdown', (event) => {
+    if (!panel.hidden && !panel.contains(event.target) && !devicesButton.contains(event.target)) closePanel();
   });
   cameraSelect.addEventListener('change', () => act(() => media.useDevice('videoinput', cameraSelect.value)));
   micSelect.addEventListener('change', () => act(() => media.useDevice('audioinput', micSelect.value)));

@@ -117,6 +117,7 @@ function lobby(media, mediaReady) {
           resolve({ token, name: tokenClaims(token).name });
         }
         $('lobby').hidden = true;
+        $('lobby-video').srcObject = null; // the call's own tile shows the camera from now on
       } catch (err) {
         $('join-button').disabled = false;
         error.textContent = err.message;
