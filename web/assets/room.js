@@ -4,6 +4,7 @@ import { ChatPanel } from './chat.js';
 import { DEV, fetchDevToken, params, roomFromPath, tokenClaims } from './config.js';
 import { bindControls } from './controls.js';
 import { Stage } from './grid.js';
+import { askInLobby, credentials } from './lobby.js';
 import { LocalMedia } from './media.js';
 import { MESH_LIMIT, MeshSession } from './mesh.js';
 import { Roster, renderPeople } from './presence.js';
@@ -21,7 +22,6 @@ const speaking = new Set();
 let self = null;
 
 $('room-name').textContent = room;
-$('lobby-room').textContent = room;
 document.title = `${room} · roomwire`;
 
 function setStatus(state, detail = '') {
@@ -65,82 +65,6 @@ $('copy-link').addEventListener('click', async () => {
   notify('Link copied. Anyone with it can join (with their own token outside dev mode).');
 });
 
-/** The lobby: a name (dev mode) or a token, with a camera preview. Resolves `{token, name}`. */
-function lobby(media, mediaReady) {
-  $('lobby').hidden = false;
-  $('lobby-name-field').hidden = !DEV;
-  $('lobby-token-field').hidden = DEV;
-  const nameInput = $('name-input');
-  nameInput.value = localStorage.getItem('roomwire.name') || '';
-  (DEV ? nameInput : $('lobby-token-input')).focus();
-  if (mediaReady) {
-    const preview = () => {
-      $('lobby-video').srcObject = media.videoTrack ? new MediaStream([media.videoTrack]) : null;
-      $('lobby-preview-empty').hidden = !!media.videoTrack;
-      const mic = !media.muted && !!media.audioTrack;
-      setToggle($('lobby-mic'), mic, mic ? 'Mute microphone' : 'Unmute microphone');
-      $('lobby-mic').disabled = !media.audioTrack;
-      setToggle($('lobby-camera'), !!media.videoTrack, media.videoTrack ? 'Turn camera off' : 'Turn camera on');
-    };
-    mediaReady.then(preview);
-    $('lobby-mic').addEventListener('click', () => {
-      media.setMuted(!media.muted);
-      preview();
-    });
-    $('lobby-camera').addEventListener('click', async () => {
-      await media.setCameraOff(!media.cameraOff).catch((err) => notify(`Camera: ${err.message}`));
-      preview();
-    });
-  } else {
-    document.querySelector('.lobby-preview').hidden = true;
-  }
-  return new Promise((resolve) => {
-    $('lobby-form').addEventListener('submit', async (event) => {
-      event.preventDefault();
-      const error = $('lobby-error');
-      error.hidden = true;
-      try {
-        if (DEV) {
-          const name = nameInput.value.trim();
-          if (!name) throw new Error('Tell the others your name.');
-          localStorage.setItem('roomwire.name', name);
-          $('join-button').disabled = true;
-          const { token } = await fetchDevToken(room, name);
-          resolve({ token, name });
-        } else {
-          const token = $('lobby-token-input').value.trim();
-          if (!token) throw new Error('Paste your access token.');
-          // Rejoin reloads the page: keep the token where the page looks for it.
-          const url = new URL(location.href);
-          url.searchParams.set('token', token);
-          history.replaceState(null, '', url);
-          resolve({ token, name: tokenClaims(token).name });
-        }
-        $('lobby').hidden = true;
-        $('lobby-video').srcObject = null; // the call's own tile shows the camera from now on
-      } catch (err) {
-        $('join-button').disabled = false;
-        error.textContent = err.message;
-        error.hidden = false;
-      }
-    });
-  });
-}
-
-function setToggle(button, on, label) {
-  button.setAttribute('aria-pressed', String(on));
-  button.setAttribute('aria-label', label);
-  button.title = label;
-}
-
-async function credentials(media, mediaReady) {
-  const token = params.get('token');
-  if (token) return { token, name: tokenClaims(token).name };
-  const name = params.get('name');
-  if (DEV && name) return { token: (await fetchDevToken(room, name)).token, name };
-  return lobby(media, mediaReady);
-}
-
 function showLeft(title, detail) {
   $('left-title').textContent = title;
   $('left-detail').textContent = detail;
@@ -151,7 +75,7 @@ function showLeft(title, detail) {
 async function startCall() {
   const media = new LocalMedia();
   const mediaReady = media.start();
-  const { token, name } = await credentials(media, mediaReady);
+  const { token, name } = await credentials(room, { media, mediaReady, notify });
   await mediaReady;
   media.audioContext?.resume().catch(() => {});
   if (DEV && name) {
@@ -341,7 +265,7 @@ async function startWatch() {
   $('mode-badge').hidden = false;
   let token = params.get('token');
   if (!token && DEV) token = (await fetchDevToken(room, params.get('name') || 'watcher')).token;
-  if (!token) token = (await lobby(null, null)).token;
+  if (!token) token = (await askInLobby(room, { notify })).token;
   const watcher = new PresenceWatcher({ room, token, roster });
   watcher.addEventListener('status', (e) => {
     setStatus(e.detail.state, e.detail.detail);
