@@ -195,7 +195,14 @@ class Bot:
         self._apply_snapshot(ack)
         link = self._link = PeerLink(self._call, ack.get("iceServers") or [], self._track_arrived, self._data_arrived)
         if self._subscribe:
-            self.media_available = await self._try_media(link.subscribe())
+            try:
+                self.media_available = await self._try_media(link.subscribe())
+            except BotError as exc:
+                if exc.code != "forbidden":
+                    raise
+                # a token without the subscribe and data grants: the bot can still publish
+                log.info("not subscribing: %s", exc.message)
+                self.media_available = True
         if self._publications:
             self.media_available = await self._try_media(link.publish(list(self._publications)))
         elif self._wants_data:

@@ -101,7 +101,10 @@ class PeerLink:
         """Add tracks to the publisher PC (creating it with the data channel) and renegotiate."""
         async with self._publishing:
             pc = self._ensure_publisher()
+            published = {p.track for p in self._senders.values()}
             for publication in publications:
+                if publication.track in published:
+                    continue  # a publish() that raced a reconnect: already on this connection
                 sender_track = SenderTrack(publication.track)
                 transceiver = pc.addTransceiver(sender_track, direction="sendonly")
                 # pre-encoded packets (a file played without decoding) fix the codec
@@ -147,8 +150,8 @@ class PeerLink:
     async def subscribe(self, timeout: float = SUBSCRIBE_TIMEOUT) -> None:
         """Ask for the SFU's offer and wait until the subscriber PC is connected.
 
-        Waiting makes `Bot.start()` return with media ready, and it sidesteps an SFU that
-        renegotiates while the first connection is still coming up.
+        Waiting makes `Bot.start()` return with its media ready: tracks already published in
+        the room have arrived, and data can flow.
         """
         await self._call("sfu.subscribe", {})
         try:

@@ -94,7 +94,11 @@ class RemoteTrack(MediaStreamTrack):
         if not receiving.done():
             receiving.cancel()
             raise MediaStreamError
-        frame = receiving.result()  # MediaStreamError when the connection closed
+        try:
+            frame = receiving.result()
+        except MediaStreamError:  # the receiver ended (RTCP BYE, closed connection): so do we
+            self.stop()
+            raise
         self.frames += 1
         return frame
 

@@ -108,3 +108,17 @@ async def test_cut_bot_reconnects_and_publishes_again(sfu_running):
         assert publisher.reconnects == 1 and first.ended
         with contextlib.suppress(StopAsyncIteration):
             await tracks.aclose()
+
+
+async def test_a_publish_only_token_still_publishes(sfu_running):
+    grants = {"subscribe": False, "data": False}
+    async with (
+        Bot.connect(sfu_running.url, sfu_running.token("m", "camera", grants=grants)) as camera,
+        Bot.connect(sfu_running.url, sfu_running.token("m", "viewer")) as viewer,
+    ):
+        assert camera.media_available
+        await camera.publish(PatternVideoTrack(160, 120, 15))
+        async with asyncio.timeout(15):
+            track = await anext(viewer.tracks())
+        assert track.identity == "camera"
+        await pattern_counters(track, 3)
