@@ -102,7 +102,14 @@ async def test_two_people_see_each_other_chat_and_leave(
 async def test_mesh_mode_connects_browsers_directly(make_web_server: MakeWebServer, new_page: Any) -> None:
     running = await make_web_server()
     ada, grace = await new_page(), await new_page()
-    await join(ada, f"{running.base}/r/direct?mode=mesh", "Ada")
+    # Ada comes through the join page and picks the direct mode there.
+    await ada.goto(f"{running.base}/")
+    await ada.get_by_test_id("room-input").fill("direct")
+    await ada.get_by_test_id("name-input").fill("Ada")
+    await ada.get_by_label("Direct").check()
+    await ada.get_by_test_id("join-button").click()
+    await wait_status(ada, "connected")
+    assert ada.url.startswith(f"{running.base}/r/direct?") and "mode=mesh" in ada.url
     await join(grace, f"{running.base}/r/direct?mode=mesh", "Grace")
     await wait_remote_video(ada, "grace")
     await wait_remote_video(grace, "ada")
