@@ -113,6 +113,11 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     sender._send_keyframe = callback  # type: ignore[method-assign]
 
 
+def forget_keyframe_request(sender: RTCRtpSender) -> None:
+    """Undo `on_keyframe_request`, so the sender no longer references the callback's owner."""
+    sender.__dict__.pop("_send_keyframe", None)
+
+
 def negotiated_codec(transceiver: RTCRtpTransceiver) -> RTCRtpCodecParameters | None:
     """The codec the last negotiation chose for this transceiver (the first of its list)."""
     codecs = transceiver._codecs

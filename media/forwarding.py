@@ -151,7 +151,7 @@ class ForwardedTrack(MediaStreamTrack):
     def __init__(self, fanout: PacketFanout) -> None:
         super().__init__()
         self.kind = fanout.kind
-        self._fanout = fanout
+        self._fanout: PacketFanout | None = fanout
         self._queue: deque[tuple[av.Packet, bool]] = deque()
         self._queued_bytes = 0
         self._limit = VIDEO_QUEUE_FRAMES if fanout.kind == "video" else AUDIO_QUEUE_FRAMES
@@ -169,13 +169,17 @@ class ForwardedTrack(MediaStreamTrack):
     def request_keyframe(self) -> None:
         """The subscriber lost a picture (PLI/FIR): ask the publisher."""
         if self.kind == "video":
+            self._request_keyframe()
+
+    def _request_keyframe(self) -> None:
+        if self._fanout is not None:
             self._fanout.keyframes.request()
 
     def _offer(self, packet: av.Packet, keyframe: bool) -> None:
         if self._resync:
             if not keyframe:
                 self.frames_dropped += 1
-                self._fanout.keyframes.request()
+                self._request_keyframe()
                 return
             self._resync = False
         size = packet.size
@@ -199,7 +203,7 @@ class ForwardedTrack(MediaStreamTrack):
         if self.kind == "video":
             self.resyncs += 1
             self._resync = True
-            self._fanout.keyframes.request()
+            self._request_keyframe()
 
     def _start(self) -> None:
         """First read: anything queued while the subscriber was connecting is stale; start
@@ -212,7 +216,7 @@ class ForwardedTrack(MediaStreamTrack):
             self._queue.clear()
             self._queued_bytes = 0
             self._resync = True
-            self._fanout.keyframes.request()
+            self._request_keyframe()
             return
         for _ in range(last_key):
             packet, _ = self._queue.popleft()
@@ -236,6 +240,8 @@ class ForwardedTrack(MediaStreamTrack):
         return packet
 
     def _end(self) -> None:
+        # drop the link to the publisher's side, so an ended track keeps nothing of it alive
+        self._fanout = None
         self._finished = True
         self._queue.clear()
         self._queued_bytes = 0
@@ -244,5 +250,6 @@ class ForwardedTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         super().stop()
-        self._fanout._unsubscribe(self)
+        if self._fanout is not None:
+            self._fanout._unsubscribe(self)
         self._end()

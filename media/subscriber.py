@@ -136,8 +136,7 @@ class Subscriber:
             out = self._outbound[sid]
             if desired.get(sid) is not out.published:
                 del self._outbound[sid]
-                out.forwarded.stop()  # ends the sender's RTP loop
-                out.transceiver.direction = "inactive"
+                await self._retire(out)
                 changed = True
         added: list[_Outbound] = []
         for sid, published in desired.items():
@@ -171,6 +170,14 @@ class Subscriber:
         self._pending_candidates.clear()
         for out in added:
             self._check_codec(out)
+
+    async def _retire(self, out: _Outbound) -> None:
+        """Stop sending a track. aiortc cannot remove an m-line, so the transceiver stays as
+        `inactive`; its sender is stopped (its RTCP task ends and the client gets an RTCP BYE)."""
+        out.forwarded.stop()
+        out.transceiver.direction = "inactive"
+        aiortc_internals.forget_keyframe_request(out.transceiver.sender)
+        await out.transceiver.sender.stop()
 
     def _check_codec(self, out: _Outbound) -> None:
         """A subscriber that refused the publisher's codec cannot get this track: we never

@@ -96,6 +96,12 @@ class SfuPeer:
         assert self.subscriber is not None
         await self.subscriber.setRemoteDescription(RTCSessionDescription(sdp=payload["sdp"], type="offer"))
         await self.subscriber.setLocalDescription(await self.subscriber.createAnswer())
+        # aiortc keeps receivers of m-lines that went inactive running until close(); a
+        # long-lived client stops them itself
+        live = {t["mid"] for t in self.track_maps[-1]}
+        for transceiver in self.subscriber.getTransceivers():
+            if transceiver.mid not in live and transceiver.receiver.track is not None:
+                await transceiver.receiver.stop()
         return {"sdp": self.subscriber.localDescription.sdp}
 
     def _on_track(self, track: MediaStreamTrack) -> None:

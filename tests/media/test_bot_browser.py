@@ -39,13 +39,29 @@ MEAN_COLOUR = """video => {
 
 
 async def test_echo_bot_returns_the_browsers_camera(
-    make_web_server: MakeWebServer, new_page: Any, artifacts: Path  # noqa: F811
+    make_web_server: MakeWebServer,
+    new_page: Any,
+    artifacts: Path,  # noqa: F811
 ) -> None:
     running = await make_web_server()
     bot = await asyncio.create_subprocess_exec(
-        ROOMWIRE, "bot", "--url", running.base, "--room", "mirror", "--dev", "--name", "echo", "--echo",
-        "--duration", "90", "--stats", "1",
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        ROOMWIRE,
+        "bot",
+        "--url",
+        running.base,
+        "--room",
+        "mirror",
+        "--dev",
+        "--name",
+        "echo",
+        "--echo",
+        "--duration",
+        "90",
+        "--stats",
+        "1",
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         for _ in range(300):

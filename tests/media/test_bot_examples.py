@@ -22,8 +22,12 @@ PYTHON = str(REPO / ".venv" / "bin" / "python")
 
 async def start_example(name: str, *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        PYTHON, str(REPO / "examples" / name), *args,
-        cwd="/", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        PYTHON,
+        str(REPO / "examples" / name),
+        *args,
+        cwd="/",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -104,4 +108,3 @@ async def test_chat_bot_example_answers(dev_sfu):
         await alice.close()
     finally:
         await stop(process)
-
