@@ -77,7 +77,9 @@ async function startCall() {
   const mediaReady = media.start();
   const { token, name } = await credentials(room, { media, mediaReady, notify });
   await mediaReady;
+  // Our level meter's AudioContext starts suspended until a user gesture (autoplay policy).
   media.audioContext?.resume().catch(() => {});
+  document.addEventListener('pointerdown', () => media.audioContext?.resume().catch(() => {}), { once: true });
   if (DEV && name) {
     // A reload (or Rejoin) comes back as the same person without the lobby.
     const url = new URL(location.href);
