@@ -19,6 +19,7 @@ export function bindControls(media, { onChange, onLeave, notify }) {
     mic.disabled = !media.audioTrack;
     setPressed(camera, !media.cameraOff, media.cameraOff ? 'Turn camera on' : 'Turn camera off');
     setPressed(screen, !!media.screenTrack, media.screenTrack ? 'Stop sharing' : 'Share your screen');
+    screen.querySelector('.ctl-label').textContent = media.screenTrack ? 'Stop' : 'Share';
     screen.hidden = !navigator.mediaDevices?.getDisplayMedia;
   };
 

@@ -183,7 +183,7 @@ export class Stage extends EventTarget {
     tile.el.classList.toggle('muted', muted && source === 'camera');
     tile.el.querySelector('.avatar').textContent = initials(name);
     tile.el.querySelector('.tile-name').textContent =
-      source === 'screen' ? `${name}'s screen` : self ? `${name} (you)` : name;
+      source === 'screen' ? (self ? 'Your screen' : `${name}'s screen`) : self ? `${name} (you)` : name;
     tile.cameraOff = cameraOff;
     if (tile.track !== track) this.#attachVideo(tile, participant.identity, source, track, self);
     this.#showVideo(tile);
