@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.sources import read_frame_counter
@@ -62,14 +62,22 @@ class SfuPeer:
         return ack
 
     async def publish(
-        self, tracks: list[MediaStreamTrack], *, data: bool = False, sources: dict[str, str] | None = None
+        self,
+        tracks: list[MediaStreamTrack],
+        *,
+        data: bool = False,
+        sources: dict[str, str] | None = None,
+        video_codec: str | None = None,
     ) -> dict[str, Any]:
         if self.publisher is None:
             self.publisher = RTCPeerConnection(RTCConfiguration(iceServers=[]))
             if data:
                 self.publisher_channel = self.publisher.createDataChannel("data", ordered=True)
         for track in tracks:
-            self.publisher.addTransceiver(track, direction="sendonly")
+            transceiver = self.publisher.addTransceiver(track, direction="sendonly")
+            if video_codec is not None and track.kind == "video":
+                codecs = RTCRtpSender.getCapabilities("video").codecs
+                transceiver.setCodecPreferences([c for c in codecs if c.mimeType in (video_codec, "video/rtx")])
         await self.publisher.setLocalDescription(await self.publisher.createOffer())
         payload: dict[str, Any] = {"sdp": self.publisher.localDescription.sdp}
         if sources is not None:

@@ -43,3 +43,16 @@ async def test_video_and_audio_are_forwarded_without_loss(sfu_server, peers):
     subscriber = sfu_server.server.media.subscriber("media", "bob")
     forwarded = [out.forwarded for out in subscriber._outbound.values()]
     assert forwarded and all(f.frames_forwarded > 0 for f in forwarded)
+
+
+async def test_h264_is_forwarded_as_h264(sfu_server, peers):
+    alice = await peers("alice")
+    bob = await peers("bob")
+    assert (await bob.subscribe())["ok"]
+    assert (await alice.publish([PatternVideoTrack()], video_codec="video/H264"))["ok"]
+    received = await bob.wait_video_frames(30)
+    assert in_order_share(received.counters) >= 0.9
+    [track] = sfu_server.server.media.tracks("media")
+    assert track.mime_type == "video/h264"
+    assert "H264/90000" in bob.subscriber.remoteDescription.sdp
+    assert "VP8/90000" not in bob.subscriber.remoteDescription.sdp  # egress pinned to the publisher's codec
