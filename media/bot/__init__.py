@@ -1,6 +1,8 @@
 """Headless bot peers: `Bot` joins a room like any participant (see docs/bots.md)."""
 
-from .client import Bot, BotError, Message, dev_token
+from .client import Bot, Message
+from .dev_token import dev_token
+from .errors import BotError
 from .peers import Publication
 from .tracks import RemoteTrack
 

@@ -21,7 +21,9 @@ from typing import Any
 
 from aiortc.mediastreams import MediaStreamTrack
 
-from .client import Bot, BotError, dev_token
+from .client import Bot
+from .dev_token import dev_token
+from .errors import BotError
 from .tracks import RemoteTrack
 
 

@@ -23,28 +23,20 @@ import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-import aiohttp
 import socketio
 from aiortc.mediastreams import MediaStreamTrack
 
+from .dev_token import split_url
+from .errors import BotError
 from .peers import DEFAULT_SOURCE, PeerLink, Publication
+from .roster import Roster
 from .tracks import RemoteTrack
 
 log = logging.getLogger("roomwire.bot")
 
 CALL_TIMEOUT = 15.0
 FATAL_CODES = ("unauthorized", "forbidden")
-
-
-class BotError(Exception):
-    """A failure with the protocol's error code (`unauthorized`, `not_found`...) or `unreachable`."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -55,36 +47,6 @@ class Message:
     data: Any
     via: str
     id: str | None = None
-
-
-def split_url(url: str) -> tuple[str, str]:
-    """`http://host:port/prefix` -> (`http://host:port`, `/prefix`): roomwire may be embedded under a prefix."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise BotError("bad_request", f"{url!r} is not an http(s):// URL")
-    return f"{parts.scheme}://{parts.netloc}", parts.path.rstrip("/")
-
-
-async def dev_token(url: str, room: str, name: str = "") -> tuple[str, str]:
-    """A token from a dev-mode server (`POST /api/dev/token`): returns (token, identity)."""
-    origin, prefix = split_url(url)
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT)) as session,
-            session.post(f"{origin}{prefix}/api/dev/token", json={"room": room, "name": name}) as response,
-        ):
-            if response.status == 404:
-                raise BotError("not_found", f"{url} does not mint dev tokens (is it running with --dev?)")
-            body = await response.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise BotError("unreachable", f"cannot reach {url}: {exc or type(exc).__name__}") from None
-    except ValueError:
-        raise BotError("bad_request", f"{url} answered something that is not JSON") from None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        raise BotError(body["error"].get("code", "internal"), body["error"].get("message", ""))
-    if not isinstance(body, dict) or not isinstance(body.get("token"), str):
-        raise BotError("internal", f"{url} answered the dev token request without a token")
-    return body["token"], str(body.get("identity", ""))
 
 
 class Bot:
@@ -105,12 +67,7 @@ class Bot:
         self._subscribe = subscribe
         self._reconnect = reconnect
         self._backoff = backoff
-        self.room = ""
-        self.identity = ""
-        self.me: dict[str, Any] = {}
-        self.participants: dict[str, dict[str, Any]] = {}  # everyone else, by identity
-        self.epoch = ""
-        self.offset = 0
+        self.roster = Roster()
         self.media_available = False
         self.reconnects = 0
         self.error: BotError | None = None
@@ -128,6 +85,24 @@ class Bot:
         }
         self._track_queues: set[asyncio.Queue[RemoteTrack | None]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def identity(self) -> str:
+        return self.roster.identity
+
+    @property
+    def room(self) -> str:
+        return self.roster.room
+
+    @property
+    def me(self) -> dict[str, Any]:
+        """The bot's own participant object (`transport: "bot"`)."""
+        return self.roster.me
+
+    @property
+    def participants(self) -> dict[str, dict[str, Any]]:
+        """Everyone else in the room, by identity."""
+        return self.roster.others
 
     @classmethod
     def connect(cls, url: str, token: str, **options: Any) -> Bot:
@@ -222,28 +197,30 @@ class Bot:
         while True:
             await self._dropped.wait()
             await self._teardown()
-            if not self._reconnect or self.kicked is not None:
+            if not self._reconnect or self.kicked is not None or not await self._rejoin():
                 break
-            delay = self._backoff[0]
-            while True:
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                try:
-                    await self._connect_once()
-                except BotError as exc:
-                    if exc.code in FATAL_CODES:
-                        self.error = exc
-                        self.closed.set()
-                        return
-                    log.info("reconnect to %s failed (%s); retrying", self.url, exc)
-                except (OSError, TimeoutError, socketio.exceptions.SocketIOError) as exc:
-                    log.info("reconnect to %s failed (%s); retrying", self.url, exc)
-                else:
-                    self.reconnects += 1
-                    self._fire("reconnect", self)
-                    break
-                await self._teardown()
-                delay = min(delay * 2, self._backoff[1])
+            self.reconnects += 1
+            self._fire("reconnect", self)
         self.closed.set()
+
+    async def _rejoin(self) -> bool:
+        """Reconnect with exponential backoff; False when the server refuses the token."""
+        delay = self._backoff[0]
+        while True:
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            try:
+                await self._connect_once()
+                return True
+            except BotError as exc:
+                if exc.code in FATAL_CODES:
+                    self.error = exc
+                    await self._teardown()
+                    return False
+                log.info("reconnect to %s failed (%s); retrying", self.url, exc)
+            except (OSError, TimeoutError, socketio.exceptions.SocketIOError) as exc:
+                log.info("reconnect to %s failed (%s); retrying", self.url, exc)
+            await self._teardown()
+            delay = min(delay * 2, self._backoff[1])
 
     async def _teardown(self) -> None:
         link, self._link = self._link, None
@@ -385,39 +362,19 @@ class Bot:
     # -- what the server sends -------------------------------------------------------------
 
     def _apply_snapshot(self, ack: dict[str, Any]) -> None:
-        self.room, self.me = ack.get("room", ""), ack.get("self") or {}
-        self.identity = self.me.get("identity", "")
-        self.epoch, self.offset = ack.get("epoch", ""), ack.get("offset", 0)
-        before = self.participants
-        self.participants = {
-            p["identity"]: p for p in ack.get("participants") or [] if p.get("identity") != self.identity
-        }
-        for identity in before.keys() - self.participants.keys():
-            self._fire("leave", before[identity])
-        for identity in self.participants.keys() - before.keys():
-            self._fire("join", self.participants[identity])
+        joined, left = self.roster.apply_snapshot(ack)
+        for participant in left:
+            self._fire("leave", participant)
+        for participant in joined:
+            self._fire("join", participant)
         self._changed.set()
 
     async def _on_presence(self, event: Any) -> None:
-        if not isinstance(event, dict) or not isinstance(event.get("participant"), dict):
+        change = self.roster.apply_event(event)
+        if change == "stale":
             return
-        if event.get("epoch") == self.epoch and isinstance(event.get("offset"), int):
-            if event["offset"] <= self.offset:
-                return  # already in the snapshot
-            self.offset = event["offset"]
-        participant, kind = event["participant"], event.get("type")
-        identity = participant.get("identity")
-        if identity == self.identity:
-            if kind != "leave":
-                self.me = participant
-        elif kind == "leave":
-            if self.participants.pop(identity, None) is not None:
-                self._fire("leave", participant)
-        else:
-            known = identity in self.participants
-            self.participants[identity] = participant
-            if not known:
-                self._fire("join", participant)
+        if change is not None:
+            self._fire(change, event["participant"])
         self._fire("presence", event)
 
     async def _on_socket_message(self, message: Any) -> None:

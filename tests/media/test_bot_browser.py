@@ -10,16 +10,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO
-from tests.web.conftest import (  # noqa: F401 - fixtures, used by name
-    MakeWebServer,
-    artifacts,
-    browser,
-    join,
-    make_web_server,
-    new_page,
-    pixel_stddev,
-    wait_remote_video,
-)
+from tests.web import conftest as web
+from tests.web.conftest import MakeWebServer, join, pixel_stddev, wait_remote_video
+
+# the browser fixtures of tests/web, for this module
+browser, make_web_server, new_page, artifacts = web.browser, web.make_web_server, web.new_page, web.artifacts
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(120)]
 
@@ -41,7 +36,7 @@ MEAN_COLOUR = """video => {
 async def test_echo_bot_returns_the_browsers_camera(
     make_web_server: MakeWebServer,
     new_page: Any,
-    artifacts: Path,  # noqa: F811
+    artifacts: Path,
 ) -> None:
     running = await make_web_server()
     bot = await asyncio.create_subprocess_exec(

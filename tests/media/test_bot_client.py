@@ -117,3 +117,22 @@ async def test_kicked_bot_does_not_reconnect(running):
             await bot.closed.wait()
         assert bot.kicked == "removed" and bot.reconnects == 0
         assert await running.server.participants("r1") == []
+
+
+async def test_a_token_refused_on_reconnect_ends_the_bot(running):
+    async with Bot.connect(running.url, running.token("r1", "bot", ttl=1), backoff=(0.1, 0.5)) as bot:
+        await asyncio.sleep(2.1)  # the token expires: the live connection stays, a new one is refused
+        sid = next(s for s, c in running.server.sockets.connections.items() if c.identity == "bot")
+        await running.server.sio.disconnect(sid)
+        async with asyncio.timeout(10):
+            await bot.closed.wait()
+        assert bot.error is not None and bot.error.code == "unauthorized" and bot.reconnects == 0
+        assert running.server.sockets.connections == {}
+
+
+async def test_a_server_embedded_under_a_prefix(make_server):
+    server = await make_server(prefix="/rtc", dev=True)
+    token, identity = await dev_token(server.base, "r1", "Prefixed")
+    async with Bot.connect(server.base, token) as bot:
+        assert bot.identity == identity
+        assert [p["identity"] for p in await server.server.participants("r1")] == [identity]

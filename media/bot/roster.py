@@ -1,0 +1,56 @@
+"""The room as a bot sees it: itself and everyone else, from the join snapshot and the
+`presence` events that follow it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Participant = dict[str, Any]
+
+
+@dataclass
+class Roster:
+    room: str = ""
+    identity: str = ""
+    me: Participant = field(default_factory=dict)
+    others: dict[str, Participant] = field(default_factory=dict)  # by identity
+    epoch: str = ""
+    offset: int = 0
+
+    def apply_snapshot(self, ack: dict[str, Any]) -> tuple[list[Participant], list[Participant]]:
+        """Take a join ack; returns who joined and who left since the previous snapshot
+        (after a reconnect: what happened while the bot was away)."""
+        self.room, self.me = ack.get("room", ""), ack.get("self") or {}
+        self.identity = self.me.get("identity", "")
+        self.epoch, self.offset = ack.get("epoch", ""), ack.get("offset", 0)
+        before = self.others
+        self.others = {
+            p["identity"]: p
+            for p in ack.get("participants") or []
+            if isinstance(p, dict) and p.get("identity") != self.identity
+        }
+        joined = [self.others[i] for i in self.others.keys() - before.keys()]
+        left = [before[i] for i in before.keys() - self.others.keys()]
+        return joined, left
+
+    def apply_event(self, event: Any) -> str | None:
+        """Take a presence event; returns "join" or "leave" when someone else came or went,
+        "stale" for an event the snapshot already holds, else None."""
+        if not isinstance(event, dict) or not isinstance(event.get("participant"), dict):
+            return "stale"
+        if event.get("epoch") == self.epoch and isinstance(event.get("offset"), int):
+            if event["offset"] <= self.offset:
+                return "stale"
+            self.offset = event["offset"]
+        participant, kind = event["participant"], event.get("type")
+        identity = participant.get("identity")
+        if identity == self.identity:
+            if kind != "leave":
+                self.me = participant
+            return None
+        if kind == "leave":
+            return "leave" if self.others.pop(identity, None) is not None else None
+        known = identity in self.others
+        self.others[identity] = participant
+        return None if known else "join"
