@@ -24,7 +24,12 @@ async def test_watch_page_sees_joins_and_leaves(
 ) -> None:
     running = await make_web_server(prefix="/embed")
     page = await new_page(init_script=init_script)
-    await page.goto(f"{running.base}/r/hall?watch=1")
+    if transport == "sse":
+        await page.goto(f"{running.base}/r/hall?watch=1")  # dev mode: the page gets its own token
+    else:
+        token = running.token("hall", "watcher-1")
+        await page.goto(f"{running.base}/r/hall?watch=1#token={token}")
+        assert await page.evaluate("window.roomwire.watcher.token") == token
     await wait_status(page, "connected")
     assert await page.evaluate("document.body.dataset.transport") == transport
     assert await page.locator("[data-testid=participant-list] > *").count() == 0

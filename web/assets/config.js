@@ -7,6 +7,14 @@ export const DEV = document.querySelector('meta[name="roomwire-dev"]')?.content 
 export const ROOM_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 export const params = new URLSearchParams(location.search);
 
+/**
+ * A token given in the URL: `?token=T`, or `#token=T`, which stays out of server logs and
+ * Referer headers (an embedding app can link to the room that way).
+ */
+export function urlToken() {
+  return params.get('token') || new URLSearchParams(location.hash.slice(1)).get('token');
+}
+
 /** The room of a `/r/{room}` page. */
 export function roomFromPath() {
   const match = location.pathname.match(/\/r\/([^/]+)$/);

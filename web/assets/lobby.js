@@ -1,6 +1,6 @@
 // The lobby before a call: who joins (a name in dev mode, else a token) with a preview of
 // the camera and microphone toggles that carry over into the call.
-import { DEV, fetchDevToken, params, tokenClaims } from './config.js';
+import { DEV, fetchDevToken, params, tokenClaims, urlToken } from './config.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -78,7 +78,7 @@ function setToggle(button, on, label) {
 
 /** Who joins: `?token=`, dev mode's `?name=`, or whoever the lobby gets. */
 export async function credentials(room, { media, mediaReady, notify }) {
-  const token = params.get('token');
+  const token = urlToken();
   if (token) return { token, name: tokenClaims(token).name };
   const name = params.get('name');
   if (DEV && name) return { token: (await fetchDevToken(room, name)).token, name };

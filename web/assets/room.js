@@ -1,7 +1,7 @@
 // The room page: lobby, then the call (SFU by default, `?mode=mesh` peer to peer), or a
 // presence-only view with `?watch=1`. Wires the modules together; each owns one concern.
 import { ChatPanel } from './chat.js';
-import { DEV, fetchDevToken, params, roomFromPath, tokenClaims } from './config.js';
+import { DEV, fetchDevToken, params, roomFromPath, tokenClaims, urlToken } from './config.js';
 import { bindControls } from './controls.js';
 import { Stage } from './grid.js';
 import { askInLobby, credentials } from './lobby.js';
@@ -61,6 +61,7 @@ $('copy-link').addEventListener('click', async () => {
   const link = new URL(location.href);
   link.searchParams.delete('token');
   link.searchParams.delete('name');
+  link.hash = '';
   await navigator.clipboard?.writeText(link.href).catch(() => {});
   notify('Link copied. Anyone with it can join (with their own token outside dev mode).');
 });
@@ -265,7 +266,7 @@ async function startWatch() {
   document.body.classList.add('watch-mode');
   $('mode-badge').textContent = 'Watching';
   $('mode-badge').hidden = false;
-  let token = params.get('token');
+  let token = urlToken();
   if (!token && DEV) token = (await fetchDevToken(room, params.get('name') || 'watcher')).token;
   if (!token) token = (await askInLobby(room, { notify })).token;
   const watcher = new PresenceWatcher({ room, token, roster });
@@ -273,6 +274,7 @@ async function startWatch() {
     setStatus(e.detail.state, e.detail.detail);
     document.body.dataset.transport = e.detail.transport || '';
   });
+  window.roomwire = { mode: 'watch', roster, watcher };
   watcher.start();
 }
 
