@@ -1,0 +1,457 @@
+"""SFU benchmark: roomwire's forwarder against aiortc's stock MediaRelay, in the same run.
+
+    .venv/bin/python bench/sfu.py [--subscribers 1,4,16,32] [--seconds 6] [--quick]
+
+One publisher sends a pre-encoded 640x480 30 fps VP8 stream (about 500 kbit/s, encoded once
+up-front and replayed as packets, so generating it costs nearly nothing) to N subscribers that
+count frames without decoding them (their receivers are tapped like the SFU's own). One more
+subscriber, the probe, decodes and reads the frame counter drawn into each picture, to
+measure latency. Each server runs as its own process, so its CPU time is its own:
+  roomwire     `roomwire serve --media sfu`, driven over Socket.IO `sfu.*` like any client
+  mediarelay   this file's `--relay-server`: aiortc's MediaRelay, one decode and one encode
+               per subscriber (how aiortc's examples relay a track)
+Figures per (server, N): server CPU seconds per subscriber-second (the probe counts as a
+subscriber), frames per second each counting subscriber received (mean and min), and the
+probe's latency (p50, p95) minus that of a direct publisher-to-probe connection (added
+latency). The JSON object on the last line also holds the MediaRelay/roomwire CPU ratio per N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fractions
+import json
+import os
+import secrets
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import av
+import psutil
+import socketio
+from aiohttp import web
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[0] = str(REPO)  # the repository's packages, not bench/ (which has a signaling.py)
+
+from media import aiortc_internals  # noqa: E402
+from media.sources import PatternVideoTrack, read_frame_counter  # noqa: E402
+from signaling.tokens import TokenIssuer  # noqa: E402
+
+FPS = 30
+LOOP_FRAMES = 150  # 5 s of video, replayed; frame counters 0..149
+BITRATE = 500_000
+VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
+
+
+def config() -> RTCConfiguration:
+    return RTCConfiguration(iceServers=[])
+
+
+# -- the pre-encoded stream -----------------------------------------------------------------
+
+
+def encode_stream() -> list[bytes]:
+    """LOOP_FRAMES frames of the counter pattern as VP8, a keyframe every second."""
+    source = PatternVideoTrack()
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height = 640, 480
+    codec.pix_fmt = "yuv420p"
+    codec.bit_rate = BITRATE
+    codec.framerate = fractions.Fraction(FPS, 1)
+    codec.time_base = fractions.Fraction(1, FPS)
+    codec.gop_size = FPS
+    codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "error-resilient": "1"}
+    frames: list[bytes] = []
+    for n in range(LOOP_FRAMES):
+        frame = source.make_frame(n)
+        frame.pts = n
+        frame.time_base = codec.time_base
+        frames += [bytes(p) for p in codec.encode(frame)]
+    frames += [bytes(p) for p in codec.encode(None)]
+    assert len(frames) == LOOP_FRAMES, len(frames)
+    return frames
+
+
+class ReplayTrack(MediaStreamTrack):
+    """Sends the pre-encoded frames at 30 fps as packets: the sender packs, never encodes."""
+
+    kind = "video"
+
+    def __init__(self, frames: list[bytes], sent_at: dict[int, float]) -> None:
+        super().__init__()
+        self._frames = frames
+        self._sent_at = sent_at
+        self._n = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.Packet:
+        if self._start is None:
+            self._start = time.monotonic()
+        delay = self._start + self._n / FPS - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        index = self._n % len(self._frames)
+        packet = av.Packet(self._frames[index])
+        packet.pts = self._n * (90000 // FPS)
+        packet.time_base = VIDEO_TIME_BASE
+        self._sent_at[index] = time.monotonic()
+        self._n += 1
+        return packet
+
+
+# -- subscribers ------------------------------------------------------------------------------
+
+
+class Counter:
+    """Counts the encoded frames a subscriber receives, without decoding them."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def attach(self, pc: RTCPeerConnection) -> None:
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            for transceiver in pc.getTransceivers():
+                if transceiver.receiver.track is track and track.kind == "video":
+                    aiortc_internals.tap_receiver(transceiver.receiver, self._on_packet, lambda: None)
+
+    def _on_packet(self, codec: Any, packet: av.Packet) -> None:
+        self.frames += 1
+
+
+class Probe:
+    """Decodes and reads frame counters: latency from the publisher's send time."""
+
+    def __init__(self, sent_at: dict[int, float]) -> None:
+        self.sent_at = sent_at
+        self.latencies: list[float] = []
+        self.recording = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def attach(self, pc: RTCPeerConnection) -> None:
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "video":
+                self._tasks.append(asyncio.ensure_future(self._read(track)))
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                now = time.monotonic()
+                counter = read_frame_counter(frame)
+                if self.recording and counter is not None and counter in self.sent_at:
+                    self.latencies.append(now - self.sent_at[counter])
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+# -- the two servers, as seen by the driver ---------------------------------------------------
+
+
+class RoomwireSession:
+    """Participants of a `roomwire serve --media sfu` server, over Socket.IO."""
+
+    def __init__(self, url: str, secret: str) -> None:
+        self.url = url
+        self.issuer = TokenIssuer(secret)
+        self.clients: list[socketio.AsyncClient] = []
+        self.pcs: list[RTCPeerConnection] = []
+
+    async def _client(self, identity: str) -> socketio.AsyncClient:
+        client = socketio.AsyncClient(reconnection=False)
+        token = self.issuer.mint(identity=identity, room="bench")
+        await client.connect(self.url, auth={"token": token}, transports=["websocket"], wait_timeout=10)
+        ack = await client.call("join", {}, timeout=10)
+        assert ack["ok"], ack
+        self.clients.append(client)
+        return client
+
+    async def publish(self, track: MediaStreamTrack) -> None:
+        client = await self._client("publisher")
+        pc = RTCPeerConnection(config())
+        self.pcs.append(pc)
+        pc.addTransceiver(track, direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        ack = await client.call("sfu.publish", {"sdp": pc.localDescription.sdp}, timeout=15)
+        assert ack["ok"], ack
+        await pc.setRemoteDescription(RTCSessionDescription(ack["sdp"], "answer"))
+
+    async def subscribe(self, identity: str, watcher: Counter | Probe) -> None:
+        client = await self._client(identity)
+        pc = RTCPeerConnection(config())
+        self.pcs.append(pc)
+        watcher.attach(pc)
+
+        async def on_offer(payload: dict[str, Any]) -> dict[str, str]:
+            await pc.setRemoteDescription(RTCSessionDescription(payload["sdp"], "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            return {"sdp": pc.localDescription.sdp}
+
+        client.on("sfu.offer", on_offer)
+        ack = await client.call("sfu.subscribe", {}, timeout=10)
+        assert ack["ok"], ack
+
+    async def close(self) -> None:
+        for client in self.clients:  # first, so no renegotiation reaches a closed connection
+            with contextlib.suppress(Exception):
+                await client.disconnect()
+        for pc in self.pcs:
+            await pc.close()
+
+
+class RelaySession:
+    """Participants of the MediaRelay server (this file, `--relay-server`), over plain HTTP."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = aiohttp.ClientSession()
+        self.pcs: list[RTCPeerConnection] = []
+
+    async def _exchange(self, path: str, pc: RTCPeerConnection) -> None:
+        await pc.setLocalDescription(await pc.createOffer())
+        async with self.http.post(self.url + path, json={"sdp": pc.localDescription.sdp}) as response:
+            response.raise_for_status()
+            answer = await response.json()
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+
+    async def publish(self, track: MediaStreamTrack) -> None:
+        pc = RTCPeerConnection(config())
+        self.pcs.append(pc)
+        pc.addTransceiver(track, direction="sendonly")
+        await self._exchange("/publish", pc)
+
+    async def subscribe(self, identity: str, watcher: Counter | Probe) -> None:
+        pc = RTCPeerConnection(config())
+        self.pcs.append(pc)
+        watcher.attach(pc)
+        pc.addTransceiver("video", direction="recvonly")
+        await self._exchange("/subscribe", pc)
+
+    async def close(self) -> None:
+        for pc in self.pcs:
+            await pc.close()
+        await self.http.close()
+
+
+def relay_server(port: int) -> None:
+    """aiortc's MediaRelay: the publisher's track is decoded once, encoded once per subscriber."""
+    relay = MediaRelay()
+    source: asyncio.Future[MediaStreamTrack] | None = None
+    pcs: set[RTCPeerConnection] = set()
+
+    async def answer(request: web.Request, pc: RTCPeerConnection) -> web.Response:
+        body = await request.json()
+        await pc.setRemoteDescription(RTCSessionDescription(body["sdp"], "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        return web.json_response({"sdp": pc.localDescription.sdp})
+
+    async def publish(request: web.Request) -> web.Response:
+        nonlocal source
+        source = asyncio.get_running_loop().create_future()
+        pc = RTCPeerConnection(config())
+        pcs.add(pc)
+        pc.on("track", lambda track: source.set_result(track) if not source.done() else None)
+        return await answer(request, pc)
+
+    async def subscribe(request: web.Request) -> web.Response:
+        assert source is not None
+        pc = RTCPeerConnection(config())
+        pcs.add(pc)
+        body = await request.json()
+        await pc.setRemoteDescription(RTCSessionDescription(body["sdp"], "offer"))
+        pc.addTrack(relay.subscribe(await source))
+        await pc.setLocalDescription(await pc.createAnswer())
+        return web.json_response({"sdp": pc.localDescription.sdp})
+
+    app = web.Application()
+    app.router.add_post("/publish", publish)
+    app.router.add_post("/subscribe", subscribe)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, handler_cancellation=True)
+
+
+# -- one measured run ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def start_server(kind: str) -> tuple[asyncio.subprocess.Process, str, str]:
+    port = free_port()
+    secret = secrets.token_urlsafe(24)
+    if kind == "roomwire":
+        command = [sys.executable, "-m", "signaling.cli", "serve", "--media", "sfu", "--port", str(port)]
+        command += ["--log-level", "warning"]
+    else:
+        command = [sys.executable, str(REPO / "bench" / "sfu.py"), "--relay-server", "--port", str(port)]
+    env = {**os.environ, "ROOMWIRE_SECRET": secret, "PYTHONPATH": str(REPO)}
+    proc = await asyncio.create_subprocess_exec(*command, cwd=REPO, env=env, stdout=asyncio.subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(url + ("/healthz" if kind == "roomwire" else "/")) as response:
+                    if response.status in (200, 404, 405):
+                        return proc, url, secret
+            await asyncio.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"the {kind} server did not start")
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    total = times.user + times.system
+    for child in proc.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            child_times = child.cpu_times()
+            total += child_times.user + child_times.system
+    return total
+
+
+async def run(kind: str, subscribers: int, frames: list[bytes], seconds: float, direct_p50: float) -> dict[str, Any]:
+    proc, url, secret = await start_server(kind)
+    sent_at: dict[int, float] = {}
+    session: RoomwireSession | RelaySession = RoomwireSession(url, secret) if kind == "roomwire" else RelaySession(url)
+    counters = [Counter() for _ in range(subscribers)]
+    probe = Probe(sent_at)
+    try:
+        await session.publish(ReplayTrack(frames, sent_at))
+        await asyncio.sleep(0.5)
+        await session.subscribe("probe", probe)
+        for start in range(0, subscribers, 8):
+            batch = range(start, min(subscribers, start + 8))
+            await asyncio.gather(*(session.subscribe(f"s{i}", counters[i]) for i in batch))
+        await asyncio.sleep(3)  # every subscriber past its first keyframe
+        server = psutil.Process(proc.pid)
+        frames_before = [c.frames for c in counters]
+        cpu_before, t0 = cpu_seconds(server), time.monotonic()
+        probe.recording = True
+        await asyncio.sleep(seconds)
+        probe.recording = False
+        elapsed = time.monotonic() - t0
+        cpu = cpu_seconds(server) - cpu_before
+        fps = [(c.frames - before) / elapsed for c, before in zip(counters, frames_before, strict=True)]
+    finally:
+        await probe.close()
+        await session.close()
+        proc.terminate()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 10)
+        if proc.returncode is None:
+            proc.kill()
+    latencies = sorted(probe.latencies)
+    p50 = statistics.median(latencies) if latencies else None
+    p95 = latencies[int(len(latencies) * 0.95)] if latencies else None
+    return {
+        "server": kind,
+        "subscribers": subscribers,
+        "cpu_s_per_subscriber_s": round(cpu / ((subscribers + 1) * elapsed), 5),
+        "server_cpu_percent": round(100 * cpu / elapsed, 1),
+        "fps_mean": round(statistics.fmean(fps), 2),
+        "fps_min": round(min(fps), 2),
+        "latency_p50_ms": round(p50 * 1000, 1) if p50 is not None else None,
+        "latency_p95_ms": round(p95 * 1000, 1) if p95 is not None else None,
+        "added_latency_p50_ms": round((p50 - direct_p50) * 1000, 1) if p50 is not None else None,
+    }
+
+
+async def direct_latency(frames: list[bytes], seconds: float) -> float:
+    """Publisher to probe with no server between them: the latency the SFU adds to."""
+    sent_at: dict[int, float] = {}
+    probe = Probe(sent_at)
+    sender, receiver = RTCPeerConnection(config()), RTCPeerConnection(config())
+    probe.attach(receiver)
+    try:
+        sender.addTransceiver(ReplayTrack(frames, sent_at), direction="sendonly")
+        await sender.setLocalDescription(await sender.createOffer())
+        await receiver.setRemoteDescription(sender.localDescription)
+        await receiver.setLocalDescription(await receiver.createAnswer())
+        await sender.setRemoteDescription(receiver.localDescription)
+        await asyncio.sleep(2)
+        probe.recording = True
+        await asyncio.sleep(seconds)
+    finally:
+        await probe.close()
+        await sender.close()
+        await receiver.close()
+    return statistics.median(probe.latencies)
+
+
+async def main(args: argparse.Namespace) -> None:
+    counts = [int(n) for n in args.subscribers.split(",")]
+    started = time.monotonic()
+    frames = encode_stream()
+    kbps = sum(len(f) for f in frames) * 8 / (len(frames) / FPS) / 1000
+    print(f"stream: {len(frames)} VP8 frames 640x480 @ {FPS} fps, {kbps:.0f} kbit/s (encoded once)")
+    direct = await direct_latency(frames, 3)
+    print(f"direct publisher->probe latency p50: {direct * 1000:.1f} ms")
+    results = []
+    for n in counts:
+        for kind in ("roomwire", "mediarelay"):
+            result = await run(kind, n, frames, args.seconds, direct)
+            results.append(result)
+            print(
+                f"{kind:>10} N={n:>2}: {result['cpu_s_per_subscriber_s']:.4f} CPU s per subscriber-s "
+                f"(server {result['server_cpu_percent']}%), {result['fps_mean']} fps/subscriber "
+                f"(min {result['fps_min']}), latency p50 {result['latency_p50_ms']} ms "
+                f"p95 {result['latency_p95_ms']} ms (+{result['added_latency_p50_ms']} ms over direct)"
+            )
+    ratios = {}
+    for n in counts:
+        ours = next(r for r in results if r["server"] == "roomwire" and r["subscribers"] == n)
+        theirs = next(r for r in results if r["server"] == "mediarelay" and r["subscribers"] == n)
+        if ours["cpu_s_per_subscriber_s"] > 0:
+            ratios[str(n)] = round(theirs["cpu_s_per_subscriber_s"] / ours["cpu_s_per_subscriber_s"], 1)
+            print(f"N={n}: MediaRelay costs {ratios[str(n)]}x roomwire's CPU per subscriber")
+    print(
+        json.dumps(
+            {
+                "benchmark": "sfu",
+                "stream_kbps": round(kbps),
+                "cores": psutil.cpu_count(),
+                "seconds_per_run": args.seconds,
+                "direct_latency_p50_ms": round(direct * 1000, 1),
+                "results": results,
+                "cpu_ratio_mediarelay_over_roomwire": ratios,
+                "wall_seconds": round(time.monotonic() - started, 1),
+            }
+        )
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subscribers", default="1,4,16,32", help="comma-separated N values")
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per run")
+    parser.add_argument("--quick", action="store_true", help="N = 1,4 for 3 s each")
+    parser.add_argument("--relay-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.subscribers, args.seconds = "1,4", 3.0
+    return args
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    if arguments.relay_server:
+        relay_server(arguments.port)
+    else:
+        asyncio.run(main(arguments))
