@@ -97,6 +97,13 @@ def add_web_routes(app: web.Application, *, prefix: str, web_dir: Path, dev: boo
     app.router.add_get(f"{prefix}/vendor/{{file}}", vendor)
     app.router.add_static(f"{prefix}/assets", web_dir / "assets", append_version=False)
 
+    async def revalidate_assets(request: web.Request, response: web.StreamResponse) -> None:
+        # Pages and modules must match after an upgrade: revalidate (a cheap 304) every time.
+        if request.path.startswith((f"{prefix}/assets/", f"{prefix}/vendor/")):
+            response.headers.setdefault("Cache-Control", "no-cache")
+
+    app.on_response_prepare.append(revalidate_assets)
+
 
 def _load_page(path: Path, dev: bool) -> str:
     text = path.read_text(encoding="utf-8")

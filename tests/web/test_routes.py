@@ -61,6 +61,9 @@ async def test_pages_assets_and_socket_io_client_under_a_prefix(serve: Serve) ->
     assert (status, ctype) == (200, "text/javascript")
     assert "Socket.IO v4" in body and " as io" in body
     assert (await get(url + "/vendor/socket.io.js"))[0] == 404
+    status, ctype, _, headers = await get(url + "/assets/room.js")
+    assert (status, headers["Cache-Control"]) == (200, "no-cache")
+    assert ctype in ("text/javascript", "application/javascript")  # both run as modules
     assert (await get(url + "/assets/../../pyproject.toml"))[0] in (403, 404)
 
 
