@@ -30,6 +30,18 @@ async def finished(process: asyncio.subprocess.Process, timeout: float = 60) -> 
     return process.returncode, out.decode(), err.decode()
 
 
+async def read_until(process: asyncio.subprocess.Process, pattern: str, timeout: float = 30) -> str:
+    """Read the process's output until a line matches `pattern`; returns what was read."""
+    assert process.stdout is not None
+    seen = ""
+    async with asyncio.timeout(timeout):
+        while line := (await process.stdout.readline()).decode():
+            seen += line
+            if re.search(pattern, line):
+                return seen
+    raise AssertionError(f"no line matched {pattern!r} in:\n{seen}")
+
+
 async def run_cli(*args: str, timeout: float = 60) -> tuple[int, str, str]:
     return await finished(await start_cli(*args), timeout)
 
@@ -132,3 +144,31 @@ async def test_pattern_bot_and_recorder_bot(make_server, tmp_path):
         audio = sum(1 for _ in container.decode(audio=0))
     assert video >= 60 and audio >= 50, (video, audio)
     assert "publishing a 320x240 test pattern at 30 fps and a tone" in pattern_out
+
+
+async def test_play_a_file_and_publish_silence(make_server, tmp_path):
+    from tests.media.test_bot_file_source import write_clip
+
+    server = await make_server(media=SFU(ice_servers=[]), dev=True)
+    clip = write_clip(tmp_path / "clip.webm", seconds=1.0)
+    player = await start_cli("--url", server.url, "--room", "m", "--dev", "--name", "player", "--play", str(clip))
+    quiet = await start_cli("--url", server.url, "--room", "m", "--dev", "--name", "quiet", "--silence")
+    for _ in range(300):
+        if len(server.server.media.tracks("m")) == 3:
+            break
+        await asyncio.sleep(0.1)
+    published = {(t.identity.split("-")[0], t.kind, t.mime_type) for t in server.server.media.tracks("m")}
+    assert published == {
+        ("player", "video", "video/vp8"),
+        ("player", "audio", "audio/opus"),
+        ("quiet", "audio", "audio/opus"),
+    }
+    # each sees the other's tracks
+    player_seen = await read_until(player, r"track quiet-\w+/audio \(microphone")
+    quiet_seen = await read_until(quiet, r"track player-\w+/video \(camera")
+    for process in (player, quiet):
+        process.terminate()
+    (player_code, player_out, _), (quiet_code, quiet_out, _) = [await finished(p) for p in (player, quiet)]
+    assert player_code == quiet_code == 0
+    assert "video (passthrough video/VP8), audio (passthrough audio/opus)" in player_seen + player_out
+    assert "publishing silence" in quiet_seen + quiet_out
