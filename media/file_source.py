@@ -134,9 +134,11 @@ class FileSource:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         offset = 0.0  # seconds added to every timestamp: the length of the passes played so far
+        reading: asyncio.Future[Any] | None = None
         try:
             while True:
-                items = await loop.run_in_executor(None, self._next_items, offset)
+                reading = loop.run_in_executor(None, self._next_items, offset)
+                items = await reading
                 if items is None:
                     if not self.loop:
                         break
@@ -153,7 +155,11 @@ class FileSource:
         finally:
             for state in self._streams.values():
                 state.track.offer(None)
-            self._container.close()
+            if reading is not None and not reading.done():
+                # cancelled while a worker thread demuxes: close the file once it is done with it
+                reading.add_done_callback(lambda _: self._container.close())
+            else:
+                self._container.close()
             self.finished.set()
 
     def _rewind(self) -> None:

@@ -102,7 +102,8 @@ class _Recording:
         self.path = path
         self.format = media_format
         self.kinds: set[str] = set()
-        self.queue: asyncio.Queue[tuple[str, Any, float] | None] = asyncio.Queue(RECORD_QUEUE)
+        # unbounded so the end marker always fits; `offer` enforces the bound
+        self.queue: asyncio.Queue[tuple[str, Any, float] | None] = asyncio.Queue()
         self.dropped = 0
         self.frames = {"audio": 0, "video": 0}
         self._container: Any = None
@@ -114,10 +115,15 @@ class _Recording:
         self.writer = asyncio.ensure_future(self._write_all())
 
     def offer(self, kind: str, frame: Any) -> None:
-        if self.queue.full():
+        if self.queue.qsize() >= RECORD_QUEUE:
             self.dropped += 1
         else:
             self.queue.put_nowait((kind, frame, time.monotonic()))
+
+    async def end(self) -> None:
+        """Encode what is queued and close the file."""
+        self.queue.put_nowait(None)
+        await self.writer
 
     async def _write_all(self) -> None:
         loop = asyncio.get_running_loop()
@@ -135,6 +141,8 @@ class _Recording:
                     items = [item]
                 for kind, frame, at in items:
                     await loop.run_in_executor(None, self._write, kind, frame, at)
+        except Exception:  # a broken encoder or a full disk ends this file, not the bot
+            log.exception("recording to %s failed", self.path)
         finally:
             if self._container is not None:
                 await loop.run_in_executor(None, self._finish)
@@ -175,7 +183,11 @@ class _Recording:
 
 
 class Recorder:
-    """Records each participant to `{directory}/{identity}.{format}` (format "webm" or "mp4")."""
+    """Records each participant to `{directory}/{identity}.{format}` (format "webm" or "mp4").
+
+    A participant's file is finished when it leaves; if it comes back, it gets a new file
+    (`{identity}-2.{format}`).
+    """
 
     def __init__(self, directory: str | Path, media_format: str = "webm", gather: float = 0.5) -> None:
         if media_format not in FORMATS:
@@ -184,44 +196,60 @@ class Recorder:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.format = media_format
         self.gather = gather
-        self.recordings: dict[str, _Recording] = {}
+        self.recordings: dict[str, _Recording] = {}  # by identity: the files being written
+        self.finished: list[Path] = []
         self._readers: set[asyncio.Task[None]] = set()
 
     def attach(self, bot: Bot) -> Recorder:
         bot.on_track(self.add)
+        bot.on_leave(lambda participant: self.finish(participant.get("identity", "")))
         return self
 
     def add(self, track: RemoteTrack) -> None:
         recording = self.recordings.get(track.identity)
         if recording is None:
-            name = re.sub(r"[^A-Za-z0-9_-]", "_", track.identity)
-            path = self.directory / f"{name}.{self.format}"
-            recording = self.recordings[track.identity] = _Recording(path, self.format, self.gather)
+            recording = self.recordings[track.identity] = _Recording(
+                self._new_path(track.identity), self.format, self.gather
+            )
         recording.kinds.add(track.kind)
         reader = asyncio.ensure_future(self._read(track, recording))
         self._readers.add(reader)
         reader.add_done_callback(self._readers.discard)
 
+    def _new_path(self, identity: str) -> Path:
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", identity)
+        path, n = self.directory / f"{name}.{self.format}", 1
+        while path.exists() or path in self.finished:
+            n += 1
+            path = self.directory / f"{name}-{n}.{self.format}"
+        return path
+
     async def _read(self, track: RemoteTrack, recording: _Recording) -> None:
         async for frame in _frames(track):
             recording.offer(track.kind, frame)
 
+    async def finish(self, identity: str) -> Path | None:
+        """Finish one participant's file (called when it leaves); returns it if it was written."""
+        recording = self.recordings.pop(identity, None)
+        if recording is None:
+            return None
+        await recording.end()
+        if not recording.path.exists():
+            return None
+        self.finished.append(recording.path)
+        return recording.path
+
     @property
     def files(self) -> list[Path]:
-        return [r.path for r in self.recordings.values()]
+        return self.finished + [r.path for r in self.recordings.values()]
 
     async def close(self) -> list[Path]:
         """Stop reading, encode what is queued, and close every file; returns the files written."""
         for reader in list(self._readers):
             reader.cancel()
         await asyncio.gather(*self._readers, return_exceptions=True)
-        for recording in self.recordings.values():
-            with contextlib.suppress(asyncio.QueueFull):
-                recording.queue.put_nowait(None)
-            if recording.queue.full():  # no room for the end marker: stop at once
-                recording.writer.cancel()
-        await asyncio.gather(*(r.writer for r in self.recordings.values()), return_exceptions=True)
-        return [path for path in self.files if path.exists()]
+        await asyncio.gather(*(self.finish(identity) for identity in list(self.recordings)))
+        return list(self.finished)
 
 
 class RelayTrack(MediaStreamTrack):

@@ -18,15 +18,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiortc import (
-    RTCConfiguration,
-    RTCDataChannel,
-    RTCIceServer,
-    RTCPeerConnection,
-    RTCRtpSender,
-    RTCSessionDescription,
-)
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
+
+from media.rtc import rtc_configuration  # always explicit ICE servers: aiortc's default is unreachable
 
 from .tracks import RemoteTrack, SenderTrack, TrackInfo
 
@@ -49,17 +44,6 @@ class Publication:
     @property
     def kind(self) -> str:
         return self.track.kind
-
-
-def rtc_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
-    """Always explicit: aiortc's default STUN server is unreachable in closed networks."""
-    servers = []
-    for entry in ice_servers:
-        if isinstance(entry, dict) and entry.get("urls"):
-            servers.append(
-                RTCIceServer(urls=entry["urls"], username=entry.get("username"), credential=entry.get("credential"))
-            )
-    return RTCConfiguration(iceServers=servers)
 
 
 def codec_preferences(kind: str, mime_type: str) -> list[Any]:
