@@ -90,9 +90,12 @@ class RemoteTrack(MediaStreamTrack):
         if self._ended.done():
             raise MediaStreamError
         receiving = asyncio.ensure_future(self._inner.recv())
-        await asyncio.wait((receiving, self._ended), return_when=asyncio.FIRST_COMPLETED)
-        if not receiving.done():
-            receiving.cancel()
+        try:
+            await asyncio.wait((receiving, self._ended), return_when=asyncio.FIRST_COMPLETED)
+        finally:  # ended, or our reader was cancelled: the inner read must not outlive this call
+            if not receiving.done():
+                receiving.cancel()
+        if not receiving.done():  # cancelled just now: the subscription ended
             raise MediaStreamError
         try:
             frame = receiving.result()
