@@ -172,3 +172,29 @@ async def test_play_a_file_and_publish_silence(make_server, tmp_path):
     assert player_code == quiet_code == 0
     assert "video (passthrough video/VP8), audio (passthrough audio/opus)" in player_seen + player_out
     assert "publishing silence" in quiet_seen + quiet_out
+
+
+async def test_a_cut_cli_bot_reconnects_and_publishes_again(make_server):
+    server = await make_server(media=SFU(ice_servers=[]), dev=True)
+    bot = await start_cli("--url", server.url, "--room", "m", "--dev", "--pattern", "--size", "160x120", "--fps", "15")
+    try:
+        await read_until(bot, r"publishing a 160x120 test pattern")
+        for _ in range(100):
+            if len(server.server.media.tracks("m")) == 2:
+                break
+            await asyncio.sleep(0.1)
+        before = {t.sid for t in server.server.media.tracks("m")}
+        assert len(before) == 2
+        sid = next(iter(server.server.sockets.connections))
+        await server.server.sio.disconnect(sid)
+        await read_until(bot, r"reconnected \(#1\)")
+        for _ in range(100):
+            after = {t.sid for t in server.server.media.tracks("m")}
+            if len(after) == 2 and not after & before:
+                break
+            await asyncio.sleep(0.1)
+        assert len(after) == 2 and not after & before
+    finally:
+        bot.terminate()
+        code, _, err = await finished(bot)
+    assert code == 0, err
