@@ -267,6 +267,17 @@ class Bot:
             self.media_available = True
         return publications
 
+    async def update(self, *, name: str | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Change the bot's display name and/or metadata; returns its participant object."""
+        changes: dict[str, Any] = {}
+        if name is not None:
+            changes["name"] = name
+        if metadata is not None:
+            changes["metadata"] = metadata
+        ack = await self._call("update", changes)
+        self.roster.me = ack.get("self") or self.roster.me
+        return self.roster.me
+
     async def send(self, data: Any, to: str | None = None) -> str:
         """Send a `message` (to everyone else, or only `to`); returns its id."""
         payload: dict[str, Any] = {"data": data}

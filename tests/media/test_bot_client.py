@@ -27,6 +27,11 @@ async def test_bot_joins_as_bot_and_follows_presence(running):
         event = await alice.wait_for("presence", lambda e: e["participant"]["identity"] == "bot-1")
         assert event["type"] == "join" and event["participant"]["transport"] == "bot"
 
+        me = await bot.update(name="Bot Uno", metadata={"role": "greeter"})
+        assert me["name"] == bot.me["name"] == "Bot Uno" and me["metadata"] == {"role": "greeter"}
+        updated = await alice.wait_for("presence", lambda e: e["type"] == "update")
+        assert updated["participant"]["name"] == "Bot Uno"
+
         bob, _ = await joined_client(running.url, running.token("r1", "bob"))
         await bot.wait_until(lambda b: "bob" in b.participants, timeout=5)
         await bob.close()
