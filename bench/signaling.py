@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -244,7 +245,19 @@ def run(coroutine: Callable[[], Awaitable[int]]) -> int:
 
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return uvloop.run(coroutine())
+
+    async def cancellable() -> int:
+        # SIGTERM (e.g. from `timeout`) unwinds through the `finally`s that stop the servers.
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await coroutine()
+        except asyncio.CancelledError:
+            print("bench: interrupted", file=sys.stderr)
+            return 1
+
+    return uvloop.run(cancellable())
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import psutil
 import socketio
 
 CONNECT_CONCURRENCY = 25
+ANSWER_TIMEOUT = 10  # seconds; a lost answer is an error, not a reason to stall the run
 # A realistic trickled ICE candidate: most signaling traffic looks like this.
 CANDIDATE = "candidate:842163049 1 udp 1677729535 192.0.2.10 49203 typ srflx raddr 10.0.0.5 rport 49203 generation 0"
 
@@ -251,11 +252,15 @@ class PythonLoad:
                 waiter = asyncio.get_running_loop().create_future()
                 a.answers[n] = waiter
                 start = time.perf_counter()
-                await a.call("signal", {"to": identity, "type": "offer", "data": {"n": n, "candidate": CANDIDATE}})
+                ack = await a.call(
+                    "signal", {"to": identity, "type": "offer", "data": {"n": n, "candidate": CANDIDATE}}
+                )
+                if not ack.get("ok"):
+                    continue  # counted as an error; no answer will come
                 try:
-                    answered = await asyncio.wait_for(waiter, 30)
+                    answered = await asyncio.wait_for(waiter, ANSWER_TIMEOUT)
                 except TimeoutError:
-                    result.errors.append(f"signal {n}: no answer within 30 s")
+                    self.check_ack(f"signal {n}: no answer within {ANSWER_TIMEOUT} s")
                     continue
                 result.signal_ms.append((answered - start) * 1000)
 
@@ -300,6 +305,21 @@ class NodeLoad:
         stderr = asyncio.create_task(proc.stderr.read())
         proc.stdin.write(config.encode() + b"\n")
         await proc.stdin.drain()
+        try:
+            await self._follow(proc, server, result, len(tokens))
+        finally:
+            if proc.returncode is None:  # interrupted: never leave 200 sockets behind
+                proc.kill()
+                await proc.wait()
+        if proc.returncode != 0:
+            tail = (await stderr).decode(errors="replace").strip()[-500:]
+            result.errors.append(f"node load generator exited with {proc.returncode}: {tail}")
+        return result
+
+    async def _follow(
+        self, proc: asyncio.subprocess.Process, server: psutil.Process, result: LoadResult, clients: int
+    ) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
         meter = CpuMeter(server, psutil.Process(proc.pid), result)
         rss_before = 0
         async for raw in proc.stdout:
@@ -311,7 +331,7 @@ class NodeLoad:
             elif line.get("at") == "end":
                 meter.end(line["phase"])
             elif line.get("idle"):
-                result.idle_bytes_per_conn = (server.memory_info().rss - rss_before) / len(tokens)
+                result.idle_bytes_per_conn = (server.memory_info().rss - rss_before) / clients
                 proc.stdin.write(b"go\n")
                 await proc.stdin.drain()
             elif "result" in line:
@@ -321,7 +341,4 @@ class NodeLoad:
                 result.fanout_deliveries = figures["fanout_deliveries"]
                 result.fanout_seconds = figures["fanout_seconds"]
                 result.errors = figures["errors"]
-        if await proc.wait() != 0:
-            tail = (await stderr).decode(errors="replace").strip()[-500:]
-            result.errors.append(f"node load generator exited with {proc.returncode}: {tail}")
-        return result
+        await proc.wait()
