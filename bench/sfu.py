@@ -51,6 +51,7 @@ from signaling.tokens import TokenIssuer  # noqa: E402
 FPS = 30
 LOOP_FRAMES = 150  # 5 s of video, replayed; frame counters 0..149
 BITRATE = 500_000
+POOL_SIZE = 8  # counting subscribers per load-generator process
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
 
 
@@ -328,32 +329,91 @@ def cpu_seconds(proc: psutil.Process) -> float:
     return total
 
 
+async def subscriber_pool(kind: str, url: str, secret: str, names: list[str]) -> None:
+    """A process of counting subscribers (so the load generator is not one saturated loop).
+
+    Prints `ready`; on `start` from stdin it notes the frame counts, on `stop` it prints the
+    frames each subscriber received in between, as JSON, and exits.
+    """
+    session: RoomwireSession | RelaySession = RoomwireSession(url, secret) if kind == "roomwire" else RelaySession(url)
+    counters = [Counter() for _ in names]
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    try:
+        for start in range(0, len(names), 4):
+            await asyncio.gather(
+                *(session.subscribe(names[i], counters[i]) for i in range(start, min(len(names), start + 4)))
+            )
+        print("ready", flush=True)
+        await reader.readline()
+        before = [c.frames for c in counters]
+        await reader.readline()
+        print(json.dumps([c.frames - b for c, b in zip(counters, before, strict=True)]), flush=True)
+    finally:
+        await session.close()
+
+
+async def start_pools(kind: str, url: str, secret: str, subscribers: int) -> list[asyncio.subprocess.Process]:
+    pools = []
+    for start in range(0, subscribers, POOL_SIZE):
+        names = ",".join(f"s{i}" for i in range(start, min(subscribers, start + POOL_SIZE)))
+        command = [sys.executable, str(REPO / "bench" / "sfu.py"), "--subscriber-pool", kind, url, secret, names]
+        pools.append(
+            await asyncio.create_subprocess_exec(
+                *command, cwd=REPO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+            )
+        )
+    for pool in pools:
+        assert pool.stdout is not None
+        line = await asyncio.wait_for(pool.stdout.readline(), 60)
+        if line.strip() != b"ready":
+            raise RuntimeError("a subscriber pool failed to start")
+    return pools
+
+
+async def tell(pools: list[asyncio.subprocess.Process], word: str) -> None:
+    for pool in pools:
+        assert pool.stdin is not None
+        pool.stdin.write(word.encode() + b"\n")
+        await pool.stdin.drain()
+
+
 async def run(kind: str, subscribers: int, frames: list[bytes], seconds: float, direct_p50: float) -> dict[str, Any]:
     proc, url, secret = await start_server(kind)
     sent_at: dict[int, float] = {}
     session: RoomwireSession | RelaySession = RoomwireSession(url, secret) if kind == "roomwire" else RelaySession(url)
-    counters = [Counter() for _ in range(subscribers)]
     probe = Probe(sent_at)
+    pools: list[asyncio.subprocess.Process] = []
     try:
         await session.publish(ReplayTrack(frames, sent_at))
         await asyncio.sleep(0.5)
         await session.subscribe("probe", probe)
-        for start in range(0, subscribers, 8):
-            batch = range(start, min(subscribers, start + 8))
-            await asyncio.gather(*(session.subscribe(f"s{i}", counters[i]) for i in batch))
+        pools = await start_pools(kind, url, secret, subscribers)
         await asyncio.sleep(3)  # every subscriber past its first keyframe
         server, driver = psutil.Process(proc.pid), psutil.Process()
-        frames_before = [c.frames for c in counters]
-        cpu_before, driver_before, t0 = cpu_seconds(server), cpu_seconds(driver), time.monotonic()
+        clients = [driver] + [psutil.Process(pool.pid) for pool in pools]
+        cpu_before, clients_before, t0 = cpu_seconds(server), sum(map(cpu_seconds, clients)), time.monotonic()
+        await tell(pools, "start")
         probe.recording = True
         await asyncio.sleep(seconds)
         probe.recording = False
+        await tell(pools, "stop")
         elapsed = time.monotonic() - t0
         cpu = cpu_seconds(server) - cpu_before
-        driver_cpu = cpu_seconds(driver) - driver_before
-        fps = [(c.frames - before) / elapsed for c, before in zip(counters, frames_before, strict=True)]
+        driver_cpu = sum(map(cpu_seconds, clients)) - clients_before
+        counts: list[int] = []
+        for pool in pools:
+            assert pool.stdout is not None
+            counts += json.loads(await asyncio.wait_for(pool.stdout.readline(), 30))
+        fps = [count / elapsed for count in counts]
     finally:
         await probe.close()
+        for pool in pools:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pool.wait(), 10)
+            if pool.returncode is None:
+                pool.kill()
         await session.close()
         proc.terminate()
         with contextlib.suppress(TimeoutError):
@@ -370,9 +430,10 @@ async def run(kind: str, subscribers: int, frames: list[bytes], seconds: float, 
         "cpu_s_per_subscriber_s": round(cpu / ((subscribers + 1) * elapsed), 5),
         "cpu_ms_per_delivered_frame": round(1000 * cpu / delivered, 3) if delivered else None,
         "server_cpu_percent": round(100 * cpu / elapsed, 1),
-        "driver_cpu_percent": round(100 * driver_cpu / elapsed, 1),
+        "clients_cpu_percent": round(100 * driver_cpu / elapsed, 1),
         "fps_mean": round(statistics.fmean(fps), 2),
         "fps_min": round(min(fps), 2),
+        "probe_fps": round(probe.frames / elapsed, 2),
         "latency_p50_ms": round(p50 * 1000, 1) if p50 is not None else None,
         "latency_p95_ms": round(p95 * 1000, 1) if p95 is not None else None,
         "added_latency_p50_ms": round((p50 - direct_p50) * 1000, 1) if p50 is not None else None,
@@ -411,19 +472,19 @@ async def main(args: argparse.Namespace) -> None:
     print(f"direct publisher->probe latency p50: {direct * 1000:.1f} ms")
     results = []
     for n in counts:
-        for kind in ("roomwire", "mediarelay"):
+        for kind in args.servers.split(","):
             result = await run(kind, n, frames, args.seconds, direct)
             results.append(result)
             print(
                 f"{kind:>10} N={n:>2}: {result['cpu_s_per_subscriber_s']:.4f} CPU s per subscriber-s, "
                 f"{result['cpu_ms_per_delivered_frame']} CPU ms per delivered frame "
-                f"(server {result['server_cpu_percent']}%, driver {result['driver_cpu_percent']}%), "
+                f"(server {result['server_cpu_percent']}%, clients {result['clients_cpu_percent']}%), "
                 f"{result['fps_mean']} fps/subscriber "
                 f"(min {result['fps_min']}), latency p50 {result['latency_p50_ms']} ms "
                 f"p95 {result['latency_p95_ms']} ms (+{result['added_latency_p50_ms']} ms over direct)"
             )
     ratios, frame_ratios = {}, {}
-    for n in counts:
+    for n in counts if args.servers == "roomwire,mediarelay" else []:
         ours = next(r for r in results if r["server"] == "roomwire" and r["subscribers"] == n)
         theirs = next(r for r in results if r["server"] == "mediarelay" and r["subscribers"] == n)
         if ours["cpu_s_per_subscriber_s"] > 0:
@@ -458,8 +519,14 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subscribers", default="1,4,16,32", help="comma-separated N values")
     parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per run")
+    parser.add_argument(
+        "--servers", default="roomwire,mediarelay", choices=["roomwire,mediarelay", "roomwire", "mediarelay"]
+    )
     parser.add_argument("--quick", action="store_true", help="N = 1,4 for 3 s each")
     parser.add_argument("--relay-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--subscriber-pool", nargs=4, metavar=("KIND", "URL", "SECRET", "NAMES"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -471,5 +538,8 @@ if __name__ == "__main__":
     arguments = parse_args()
     if arguments.relay_server:
         relay_server(arguments.port)
+    elif arguments.subscriber_pool:
+        kind, url, secret, names = arguments.subscriber_pool
+        asyncio.run(subscriber_pool(kind, url, secret, names.split(",")))
     else:
         asyncio.run(main(arguments))
