@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,10 +11,12 @@ from contextlib import asynccontextmanager
 import aiohttp
 import jwt
 import pytest
+from aiohttp import web
 
-from signaling import Retention, presence_sse
+from signaling import Retention, SignalingServer, presence_sse
+from signaling.access_log import RedactingAccessLogger
 from signaling.presence_routes import PRESENCE_KEY
-from tests.conftest import SECRET
+from tests.conftest import SECRET, free_port
 from tests.signaling.sse_reader import SSEReader
 from tests.sio_client import joined_client
 
@@ -234,3 +237,30 @@ async def test_server_side_close_ends_streams_of_one_room(running):
         assert await one.next() is None
         with pytest.raises(TimeoutError):
             await two.next(timeout=0.5)
+
+
+async def test_tokens_in_query_strings_never_reach_the_logs(caplog):
+    # As `roomwire serve` runs it: the redacting access log, everything logged at DEBUG.
+    caplog.set_level(logging.DEBUG)
+    server = SignalingServer(secret=SECRET)
+    app = web.Application()
+    server.attach(app)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1, access_log_class=RedactingAccessLogger)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    base = f"http://127.0.0.1:{port}"
+    token = server.issuer.mint(identity="v", room="r1")
+    expired = jwt.encode({"sub": "v", "room": "r1", "exp": time.time() - 10}, SECRET, "HS256")
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/rooms/r1/presence/sse?token={token}&presence=1") as response:
+                assert (await SSEReader(response).next()) is not None
+            for query in (f"?token={token}&timeout=0", f"?token={expired}", f"?token={token}&offset=x"):
+                async with session.get(f"{base}/rooms/r1/presence/poll{query}") as response:
+                    await response.read()
+    finally:
+        await runner.cleanup()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "token=[redacted]" in logged  # the access log did see these requests
+    assert token not in logged and expired not in logged
