@@ -80,9 +80,14 @@ class WatcherPresence:
 
     async def hold(self, room: str, claims: Claims, transport: str) -> Lease:
         """An SSE stream opens: present until it closes (and the grace passes)."""
-        lease = await self._acquire(room, claims, transport)
+        lease = self._lease(room, claims, transport)
         lease.streams += 1
         lease.cancel_expiry()
+        try:
+            await self._joined(lease)
+        except BaseException:  # refused, or the client left while joining: it may lapse now
+            self.release(lease)
+            raise
         return lease
 
     def release(self, lease: Lease) -> None:
@@ -93,8 +98,9 @@ class WatcherPresence:
 
     async def renew(self, room: str, claims: Claims, transport: str, timeout: float) -> Lease:
         """A long poll arrives: present for `timeout + 10` seconds more."""
-        lease = await self._acquire(room, claims, transport)
-        self._expire_in(lease, timeout + POLL_LEASE_MARGIN)
+        lease = self._lease(room, claims, transport)
+        self._expire_in(lease, timeout + POLL_LEASE_MARGIN)  # first: a cancelled poll still lapses
+        await self._joined(lease)
         return lease
 
     async def close(self) -> None:
@@ -108,7 +114,9 @@ class WatcherPresence:
 
     # -- internals -------------------------------------------------------------------------
 
-    async def _acquire(self, room: str, claims: Claims, transport: str) -> Lease:
+    def _lease(self, room: str, claims: Claims, transport: str) -> Lease:
+        """The lease of (room, identity), started now if there is none (no await: concurrent
+        first requests share one join)."""
         if claims.room != room:
             raise ProtocolError("forbidden", "presence=1 needs a token of this room (an identity in it)")
         key = (room, claims.identity)
@@ -117,17 +125,20 @@ class WatcherPresence:
             if lease is not None:  # the same identity moves to another transport: a join replaces it
                 lease.cancel_expiry()
             lease = Lease(room, claims.identity, transport, owner=f"watch:{transport}:{uuid.uuid4().hex}")
-            # Registered before the first await: concurrent first requests share one join.
             self._leases[key] = lease
             lease.joined = asyncio.ensure_future(self._join(lease, claims))
+        return lease
+
+    async def _joined(self, lease: Lease) -> None:
         assert lease.joined is not None
         try:
             await asyncio.shield(lease.joined)
         except Exception:
+            key = (lease.room, lease.identity)
             if self._leases.get(key) is lease:
                 del self._leases[key]
+            lease.cancel_expiry()
             raise
-        return lease
 
     async def _join(self, lease: Lease, claims: Claims) -> None:
         participant: Participant = {
@@ -157,6 +168,9 @@ class WatcherPresence:
 
     async def _leave(self, lease: Lease, reason: str) -> None:
         try:
+            if lease.joined is not None:
+                with contextlib.suppress(Exception):
+                    await lease.joined  # a slow join (an on_join hook) first, else it would outlive us
             await self.server.rooms.leave(lease.room, lease.identity, lease.owner, reason)
         except Exception:
             log.exception("watcher %s of room %s failed to leave", lease.identity, lease.room)

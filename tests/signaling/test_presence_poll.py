@@ -215,3 +215,21 @@ async def test_each_poll_renews_the_lease(running, monkeypatch):
         "leave",
     ]
     await alice.close()
+
+
+async def test_a_refused_watcher_gets_403_on_both_endpoints_and_no_presence(running):
+    @running.server.on_join
+    async def refuse(room: str, participant: dict[str, Any]) -> str | None:
+        return "not on the list" if participant["identity"] == "gatecrasher" else None
+
+    token = running.token("r1", "gatecrasher")
+    body, _ = await poll(running, "r1", token, "?presence=1&timeout=0", expect=403)
+    assert body["error"] == {"code": "forbidden", "message": "not on the list"}
+    async with aiohttp.ClientSession() as session:
+        url = f"{running.base}/rooms/r1/presence/sse?presence=1&token={token}"
+        async with session.get(url) as response:
+            assert response.status == 403
+            assert (await response.json())["error"]["code"] == "forbidden"
+    assert await running.server.participants("r1") == []
+    body, _ = await poll(running, "r1", token, "?timeout=0")  # watching without presence is allowed
+    assert body["snapshot"]["participants"] == []
