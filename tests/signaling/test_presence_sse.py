@@ -264,3 +264,26 @@ async def test_tokens_in_query_strings_never_reach_the_logs(caplog):
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "token=[redacted]" in logged  # the access log did see these requests
     assert token not in logged and expired not in logged
+
+
+async def test_closed_stream_is_noticed_without_handler_cancellation():
+    # An embedding app with aiohttp's default (no handler cancellation): the stream notices
+    # that its client went away by itself, and the present watcher still leaves within 5 s.
+    server = SignalingServer(secret=SECRET)
+    app = web.Application()
+    server.attach(app)
+    runner = web.AppRunner(app, handler_cancellation=False, shutdown_timeout=1)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        alice, _ = await joined_client(url, server.issuer.mint(identity="alice", room="r1"))
+        async with sse(f"{url}/rooms/r1/presence/sse?presence=1", server.issuer.mint(identity="dash", room="r1")) as r:
+            await r.next()
+        await alice.wait_for("presence", lambda e: e["type"] == "leave" and e["participant"]["identity"] == "dash",
+                             timeout=5.5)
+        assert not app[PRESENCE_KEY].sse.streams
+        await alice.close()
+    finally:
+        await runner.cleanup()
