@@ -228,9 +228,10 @@ async def test_kicked_watcher_is_told_and_its_stream_ends(running):
 
 async def test_server_side_close_ends_streams_of_one_room(running):
     fallbacks = running.app[PRESENCE_KEY]
-    async with sse(sse_url(running, "r1"), running.token("r1", "v")) as one, sse(
-        sse_url(running, "r2"), running.token("r2", "v")
-    ) as two:
+    async with (
+        sse(sse_url(running, "r1"), running.token("r1", "v")) as one,
+        sse(sse_url(running, "r2"), running.token("r2", "v")) as two,
+    ):
         await one.next()
         await two.next()
         assert fallbacks.sse.close_streams("r1") == 1
@@ -281,8 +282,9 @@ async def test_closed_stream_is_noticed_without_handler_cancellation():
         alice, _ = await joined_client(url, server.issuer.mint(identity="alice", room="r1"))
         async with sse(f"{url}/rooms/r1/presence/sse?presence=1", server.issuer.mint(identity="dash", room="r1")) as r:
             await r.next()
-        await alice.wait_for("presence", lambda e: e["type"] == "leave" and e["participant"]["identity"] == "dash",
-                             timeout=5.5)
+        await alice.wait_for(
+            "presence", lambda e: e["type"] == "leave" and e["participant"]["identity"] == "dash", timeout=5.5
+        )
         assert not app[PRESENCE_KEY].sse.streams
         await alice.close()
     finally:

@@ -61,8 +61,7 @@ async def test_eventsource_gets_snapshot_and_live_events_and_resumes_after_a_dro
         await page.goto(f"{url}/test/eventsource")
         seen = await seen_until(page, 1)
         assert seen == [
-            {"kind": "snapshot", "id": f"{epoch}:1", "offset": 1, "type": None, "who": None,
-             "participants": ["alice"]}
+            {"kind": "snapshot", "id": f"{epoch}:1", "offset": 1, "type": None, "who": None, "participants": ["alice"]}
         ]
 
         bob, _ = await joined_client(url, server.issuer.mint(identity="bob", room="hall"))  # 2
@@ -84,7 +83,11 @@ async def test_eventsource_gets_snapshot_and_live_events_and_resumes_after_a_dro
         assert [(s["kind"], s["offset"]) for s in seen] == [("snapshot", 1)] + [("presence", n) for n in range(2, 7)]
         assert [s["id"] for s in seen] == [f"{epoch}:{n}" for n in range(1, 7)]
         assert [(s["type"], s["who"]) for s in seen[1:]] == [
-            ("join", "bob"), ("update", "bob"), ("leave", "bob"), ("join", "carol"), ("update", "carol")
+            ("join", "bob"),
+            ("update", "bob"),
+            ("leave", "bob"),
+            ("join", "carol"),
+            ("update", "carol"),
         ]
         assert await page.evaluate("window.opens") == 2
     finally:
