@@ -145,7 +145,8 @@ class Publisher:
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
-            if pc.connectionState == "failed" and not self._closed:
+            # failed: ICE/DTLS gave up; closed: the client closed its side (DTLS close_notify)
+            if pc.connectionState in ("failed", "closed") and not self._closed:
                 self._on_failed()
 
         return pc

@@ -36,6 +36,7 @@ class _Room:
     publishers: dict[str, Publisher] = field(default_factory=dict)
     subscribers: dict[str, Subscriber] = field(default_factory=dict)
     relay: DataRelay = field(default_factory=DataRelay)
+    announced: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # last set_tracks
 
     def tracks_for(self, identity: str) -> list[PublishedTrack]:
         """Every track `identity` may receive: all but its own."""
@@ -90,6 +91,7 @@ class SFU:
             return
         publisher = state.publishers.pop(identity, None)
         subscriber = state.subscribers.pop(identity, None)
+        state.announced.pop(identity, None)
         if subscriber is not None:
             await subscriber.close()
         if publisher is not None:
@@ -238,10 +240,12 @@ class SFU:
         publisher = state.publishers.get(identity)
         infos = publisher.track_infos() if publisher is not None else []
         assert self._signaling is not None
-        try:
-            await self._signaling.set_tracks(state.name, identity, infos)
-        except (LookupError, ProtocolError) as exc:  # it left meanwhile: its leave says it all
-            logger.debug("set_tracks(%s/%s) skipped: %s", state.name, identity, exc)
+        if state.announced.get(identity, []) != infos:
+            state.announced[identity] = infos
+            try:
+                await self._signaling.set_tracks(state.name, identity, infos)
+            except (LookupError, ProtocolError) as exc:  # it left meanwhile: its leave says it all
+                logger.debug("set_tracks(%s/%s) skipped: %s", state.name, identity, exc)
         self._invalidate_others(state, identity)
 
     def _invalidate_others(self, state: _Room, identity: str) -> None:

@@ -92,8 +92,8 @@ class Subscriber:
         self._task = asyncio.ensure_future(self._run())
 
     def _on_state(self) -> None:
-        if self.pc.connectionState == "failed" and not self._closed:
-            self._on_failed("ICE/DTLS failed")
+        if self.pc.connectionState in ("failed", "closed") and not self._closed:
+            self._on_failed(f"the connection is {self.pc.connectionState}")
 
     def invalidate(self) -> None:
         """The room's tracks changed: renegotiate (once, however many changes pile up)."""

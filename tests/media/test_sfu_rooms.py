@@ -131,3 +131,34 @@ async def test_publisher_renegotiates_to_add_a_track(sfu_server, peers):
     await wait_until(lambda: len(bob.track_maps[-1]) == 2)
     await bob.wait_video_frames(10)
     assert len(sfu_server.server.media.tracks("media")) == 2
+
+
+async def test_a_publisher_connection_that_dies_takes_its_tracks_and_can_be_replaced(sfu_server, peers):
+    alice = await peers("alice")
+    bob = await peers("bob")
+    await bob.subscribe()
+    assert (await alice.publish([PatternVideoTrack(), ToneAudioTrack()]))["ok"]
+    await wait_until(lambda: bob.track_maps and len(bob.track_maps[-1]) == 2)
+    await bob.wait_video_frames(3)
+    # the client's connection goes away without a word on the signaling channel
+    await alice.publisher.close()
+    alice.publisher = None
+    await wait_until(lambda: bob.track_maps[-1] == [])
+    await bob.client.wait_for("presence", lambda e: e["type"] == "track" and e["participant"]["tracks"] == [])
+    assert sfu_server.server.media.publisher("media", "alice") is None
+    # a fresh publisher connection works
+    assert (await alice.publish([PatternVideoTrack()]))["ok"]
+    await wait_until(lambda: len(bob.track_maps[-1]) == 1)
+    before = len(bob.received)
+    await wait_until(lambda: len(bob.received) > before)
+
+
+async def test_a_kicked_publisher_is_removed_from_every_subscriber(sfu_server, peers):
+    alice = await peers("alice")
+    bob = await peers("bob")
+    await bob.subscribe()
+    assert (await alice.publish([ToneAudioTrack()]))["ok"]
+    await wait_until(lambda: bob.track_maps and len(bob.track_maps[-1]) == 1)
+    assert await sfu_server.server.kick("media", "alice")
+    await wait_until(lambda: bob.track_maps[-1] == [])
+    assert sfu_server.server.media.tracks("media") == []
