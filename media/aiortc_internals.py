@@ -18,9 +18,12 @@ import aiortc
 import av
 from aiortc import RTCIceCandidate, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs import CODECS
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcpeerconnection import find_common_codecs
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
 from aiortc.sdp import SessionDescription, candidate_from_sdp
+from aiortc.utils import uint16_add, uint16_gt
 
 PINNED_AIORTC = "1.16.0"
 
@@ -28,6 +31,8 @@ PINNED_AIORTC = "1.16.0"
 PacketCallback = Callable[[RTCRtpCodecParameters, av.Packet], None]
 
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+_KIND = "_RTCRtpReceiver__kind"
 _RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
 
 
@@ -77,16 +82,63 @@ class _FrameTap:
         return self._original.get(*args, **kwargs)
 
 
+class ForwardingJitterBuffer(JitterBuffer):
+    """aiortc's jitter buffer, releasing frames as soon as they are complete.
+
+    aiortc only knows a video frame is complete when the first packet of the next one arrives
+    (one frame interval late), and holds 4 audio packets before releasing any: fine before a
+    decoder, pure added latency before a forwarder. Here a video frame goes out as soon as all
+    its packets up to the one with the marker bit are in (aiortc's own rule still applies too),
+    and an audio packet (one Opus frame) goes out at once unless it is late or a duplicate.
+    """
+
+    def __init__(self, kind: str) -> None:
+        if kind == "audio":
+            super().__init__(capacity=16)
+        else:
+            super().__init__(capacity=512, is_video=True)
+        self._audio = kind == "audio"
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        if self._audio:
+            if self._origin is not None and uint16_gt(self._origin, packet.sequence_number):
+                return False, None  # late or duplicate
+            self._origin = uint16_add(packet.sequence_number, 1)
+            return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)  # type: ignore[attr-defined]
+        pli_flag, frame = super().add(packet)
+        if frame is None and self._origin is not None:
+            frame = self._complete_at_origin(packet.timestamp)
+        return pli_flag, frame
+
+    def _complete_at_origin(self, timestamp: int) -> JitterFrame | None:
+        """The frame at the head of the buffer, if all its packets up to the marker are in."""
+        head = self._packets[self._origin % self._capacity]
+        if head is None or head.timestamp != timestamp:
+            return None
+        packets = []
+        for i in range(self._capacity):
+            packet = self._packets[(self._origin + i) % self._capacity]
+            if packet is None or packet.timestamp != timestamp:
+                return None
+            packets.append(packet)
+            if packet.marker:
+                self.remove(len(packets))
+                return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)  # type: ignore
+        return None
+
+
 def tap_receiver(receiver: RTCRtpReceiver, on_packet: PacketCallback, on_end: Callable[[], None]) -> None:
-    """Route the receiver's encoded frames to `on_packet` instead of its decoder.
+    """Route the receiver's encoded frames to `on_packet` instead of its decoder, each as soon as
+    it is complete (`ForwardingJitterBuffer`). Call it before media flows.
 
     `on_end` runs when the receiver stops (RTCP BYE, disconnect, close). Idempotent per receiver.
     """
     current = getattr(receiver, _DECODER_QUEUE)
     if isinstance(current, _FrameTap):
         return
-    if not isinstance(current, queue.Queue):
-        raise IncompatibleAiortc("RTCRtpReceiver's decoder queue is not where it used to be")
+    if not isinstance(current, queue.Queue) or not isinstance(getattr(receiver, _JITTER_BUFFER), JitterBuffer):
+        raise IncompatibleAiortc("RTCRtpReceiver's decoder queue or jitter buffer is not where it used to be")
+    setattr(receiver, _JITTER_BUFFER, ForwardingJitterBuffer(getattr(receiver, _KIND)))
     setattr(receiver, _DECODER_QUEUE, _FrameTap(current, on_packet, on_end))
 
 

@@ -16,8 +16,9 @@ import aiortc
 import av
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket
 
 from media import aiortc_internals
 from media.forwarding import is_keyframe
@@ -154,3 +155,46 @@ def test_candidate_lines_parse_with_or_without_prefix():
         assert (candidate.ip, candidate.port, candidate.type) == ("192.0.2.2", 50000, "srflx")
     with pytest.raises(Exception):  # noqa: B017 - aiortc asserts on malformed lines
         aiortc_internals.parse_candidate("garbage")
+
+
+def rtp(seq: int, timestamp: int, data: bytes, marker: bool = False) -> RtpPacket:
+    packet = RtpPacket(payload_type=96, sequence_number=seq, timestamp=timestamp)
+    packet.marker = int(marker)
+    packet._data = data  # what the receiver sets after depayloading
+    return packet
+
+
+def test_forwarding_jitter_buffer_releases_video_on_the_marker_bit():
+    buffer = aiortc_internals.ForwardingJitterBuffer("video")
+    assert isinstance(buffer, JitterBuffer)
+    assert buffer.add(rtp(100, 3000, b"a")) == (False, None)
+    _, frame = buffer.add(rtp(101, 3000, b"b", marker=True))
+    assert (frame.data, frame.timestamp) == (b"ab", 3000)  # at once, not when frame 2 starts
+    # a frame with a hole waits for it, then goes out when the hole is filled
+    assert buffer.add(rtp(102, 6000, b"c"))[1] is None
+    assert buffer.add(rtp(104, 6000, b"e", marker=True))[1] is None
+    _, frame = buffer.add(rtp(103, 6000, b"d"))
+    assert (frame.data, frame.timestamp) == (b"cde", 6000)
+    # a frame without a marker bit is still completed by aiortc's rule (the next frame starts)
+    assert buffer.add(rtp(105, 9000, b"g"))[1] is None
+    _, frame = buffer.add(rtp(106, 12000, b"i"))
+    assert frame.data == b"g"
+
+
+def test_forwarding_jitter_buffer_passes_audio_through_in_order():
+    buffer = aiortc_internals.ForwardingJitterBuffer("audio")
+    assert buffer.add(rtp(10, 960, b"x"))[1].data == b"x"
+    assert buffer.add(rtp(12, 2880, b"z"))[1].data == b"z"  # a gap is not waited for
+    assert buffer.add(rtp(11, 1920, b"y")) == (False, None)  # late: dropped
+    assert buffer.add(rtp(12, 2880, b"z")) == (False, None)  # duplicate: dropped
+    assert buffer.add(rtp(65535, 0, b"w"))[1] is None  # far behind (wraps as older)
+    assert buffer.add(rtp(13, 3840, b"n"))[1].data == b"n"
+
+
+def test_receivers_have_the_jitter_buffer_the_tap_replaces():
+    init = inspect.getsource(aiortc.RTCRtpReceiver.__init__)
+    assert "self.__jitter_buffer = JitterBuffer(capacity=512, is_video=True)" in init
+    assert "self.__kind = kind" in init
+    assert "pli_flag, encoded_frame = self.__jitter_buffer.add(packet)" in inspect.getsource(
+        aiortc.RTCRtpReceiver._handle_rtp_packet
+    )
