@@ -7,7 +7,8 @@ bot gets) and reads their decoded frames.
 container needs all its streams before the first packet, so a participant's file opens once
 its tracks have had `gather` seconds to arrive and its first video frame gave the size;
 frames are stamped with the wall clock, so a track that comes back after a reconnect carries
-on in the same stream. Encoding runs in a worker thread so the bot's event loop keeps up.
+on in the same stream. Encoding runs in one worker thread per file, so the bot's event loop
+keeps up and a file is never touched by two threads at once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import fractions
 import logging
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,6 +114,7 @@ class _Recording:
         self._last_video_pts = -1
         self._samples = 0
         self._gather = gather
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder")
         self.writer = asyncio.ensure_future(self._write_all())
 
     def offer(self, kind: str, frame: Any) -> None:
@@ -123,7 +126,7 @@ class _Recording:
     async def end(self) -> None:
         """Encode what is queued and close the file."""
         self.queue.put_nowait(None)
-        await self.writer
+        await asyncio.shield(self.writer)  # whoever waits may be cancelled; the file still gets finished
 
     async def _write_all(self) -> None:
         loop = asyncio.get_running_loop()
@@ -135,17 +138,21 @@ class _Recording:
                     pending.append(item)
                     if "video" in self.kinds and item[0] != "video" and len(pending) < RECORD_QUEUE:
                         continue  # the video size comes with the first video frame
-                    await loop.run_in_executor(None, self._open, pending)
+                    await loop.run_in_executor(self._thread, self._open, pending)
                     items, pending = pending, []
                 else:
                     items = [item]
                 for kind, frame, at in items:
-                    await loop.run_in_executor(None, self._write, kind, frame, at)
+                    await loop.run_in_executor(self._thread, self._write, kind, frame, at)
         except Exception:  # a broken encoder or a full disk ends this file, not the bot
             log.exception("recording to %s failed", self.path)
         finally:
             if self._container is not None:
-                await loop.run_in_executor(None, self._finish)
+                # queued behind any write still running (a cancelled writer leaves one behind):
+                # the file is only ever touched from this one thread
+                finishing = loop.run_in_executor(self._thread, self._finish)
+                self._thread.shutdown(wait=False)
+                await asyncio.shield(finishing)
 
     def _open(self, pending: list[tuple[str, Any, float]]) -> None:
         video_codec, options, audio_codec = FORMATS[self.format]

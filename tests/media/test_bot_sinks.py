@@ -115,13 +115,13 @@ async def test_a_participants_file_is_finished_when_it_leaves(sfu_running, tmp_p
     token = sfu_running.token
     async with Bot.connect(sfu_running.url, token("m", "recorder")) as recorder_bot:
         recorder = Recorder(tmp_path).attach(recorder_bot)
-        for _ in range(2):  # the same participant twice: two files
+        for n in range(2):  # the same participant twice: two files
             async with Bot.connect(sfu_running.url, token("m", "pattern")) as pattern:
                 await pattern.publish(PatternVideoTrack(160, 120, 30))
                 await eventually(
                     lambda: "pattern" in recorder.recordings and recorder.recordings["pattern"].frames["video"] > 10
                 )
-            await eventually(lambda: "pattern" not in recorder.recordings)
+            await eventually(lambda count=n + 1: len(recorder.finished) == count)
         assert recorder.finished == [tmp_path / "pattern.webm", tmp_path / "pattern-2.webm"]
         for path in recorder.finished:
             video, _, counters = decodable(path)
