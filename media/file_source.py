@@ -6,7 +6,7 @@ encoding, as aiortc's `MediaPlayer(decode=False)` does. A track that passes pack
 says so in `passthrough_mime_type`, so the publisher offers exactly that codec. Any other
 stream is decoded, and aiortc encodes the frames.
 
-One reader task demuxes (in a worker thread, so the event loop never blocks on the file),
+One reader task demuxes (in its own worker thread, so the event loop never blocks on the file),
 paces packets to the wall clock, and hands them to the tracks' queues; a track nobody reads
 just drops its oldest items. With `loop=True` the file restarts at its end with timestamps
 that keep increasing.
@@ -19,6 +19,7 @@ import fractions
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,7 @@ class FileSource:
             self._container.close()
             raise ValueError(f"{self.path} has no audio or video stream")
         self._task: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="file-source")
         self._stopped = 0
         self.finished = asyncio.Event()
 
@@ -134,16 +136,14 @@ class FileSource:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         offset = 0.0  # seconds added to every timestamp: the length of the passes played so far
-        reading: asyncio.Future[Any] | None = None
         try:
             while True:
-                reading = loop.run_in_executor(None, self._next_items, offset)
-                items = await reading
+                items = await loop.run_in_executor(self._thread, self._next_items, offset)
                 if items is None:
                     if not self.loop:
                         break
                     offset = max(s.end for s in self._streams.values())
-                    await loop.run_in_executor(None, self._rewind)
+                    await loop.run_in_executor(self._thread, self._rewind)
                     continue
                 for track, item, at in items:
                     delay = started + at - time.monotonic()
@@ -155,11 +155,9 @@ class FileSource:
         finally:
             for state in self._streams.values():
                 state.track.offer(None)
-            if reading is not None and not reading.done():
-                # cancelled while a worker thread demuxes: close the file once it is done with it
-                reading.add_done_callback(lambda _: self._container.close())
-            else:
-                self._container.close()
+            # queued behind a read that a cancellation left running: only this thread touches the file
+            self._thread.submit(self._container.close)
+            self._thread.shutdown(wait=False)
             self.finished.set()
 
     def _rewind(self) -> None:
