@@ -2,7 +2,7 @@
 
 Starts `roomwire serve --media none` as its own process, connects N watchers of one room per
 transport (a room per transport, one transport at a time, so CPU is attributable), then makes
-presence events (a participant's `update`), one at a time (`--rounds`, default 5), and measures:
+presence events (a participant's `update`), one at a time (`--rounds`, default 10), and measures:
 
 - latency: from just before the update is sent until each watcher has parsed the event
   (p50/p99/max over every watcher of every round; all clocks are this process's);
@@ -407,7 +407,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--watchers", type=int, default=1000, help="watchers per transport (default 1000)")
     parser.add_argument("--sio-watchers", type=int, default=500, help="Socket.IO watchers (default 500: setup is N^2)")
-    parser.add_argument("--rounds", type=int, default=5, help="presence events per transport, one at a time")
+    parser.add_argument("--rounds", type=int, default=10, help="presence events per transport, one at a time")
     parser.add_argument("--only", default=",".join(TRANSPORTS), help="comma-separated subset of sse,longpoll,socketio")
     summary = asyncio.run(main(parser.parse_args()))
     report(summary)
