@@ -132,8 +132,10 @@ def watch(running: RunningBot) -> None:
 
     def others() -> str:
         names = sorted(bot.participants)
-        return f"{len(names)} others here" + (f": {', '.join(names)}" if names and len(names) <= 10 else "")
+        count = f"{len(names)} other{'' if len(names) == 1 else 's'} here"
+        return count + (f": {', '.join(names)}" if names and len(names) <= 10 else "")
 
+    say(label, f"joined room {bot.room} as {bot.identity}; {others()}")
     bot.on_join(lambda p: say(label, f"{p['identity']} joined ({p.get('transport')}); {others()}"))
     bot.on_leave(lambda p: say(label, f"{p['identity']} left; {others()}"))
     bot.on_reconnect(lambda b: say(label, f"reconnected (#{b.reconnects}); {others()}"))
@@ -142,8 +144,7 @@ def watch(running: RunningBot) -> None:
         running.tracks.append(track)
         say(label, f"track {track.identity}/{track.kind} ({track.source}, {track.sid})")
 
-    bot.on_track(on_track)
-    say(label, f"joined room {bot.room} as {bot.identity}; {others()}")
+    bot.on_track(on_track)  # the tracks already here too
 
 
 async def start_bot(args: argparse.Namespace, index: int) -> RunningBot:
