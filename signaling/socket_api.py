@@ -6,6 +6,7 @@ handler never raises into python-socketio and never changes state on bad input.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("roomwire.socket")
 
+# Browsers connect over HTTP long-polling and upgrade to WebSocket a moment later, often after
+# they have joined: look again a few times and correct their presence entry.
+UPGRADE_CHECKS = (0.5, 1.5, 3.0)
+
 Handler = Callable[["Connection", dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -44,6 +49,7 @@ class Connection:
     agent: str
     bucket: TokenBucket
     joined: bool = False
+    upgrade_watch: asyncio.Task[None] | None = None
 
     @property
     def room(self) -> str:
@@ -113,6 +119,7 @@ class SocketAPI:
         if conn is None:
             return
         self.server.metrics.connections.dec()
+        self._stop_upgrade_watch(conn)
         if conn.joined:
             await self.server.rooms.leave(conn.room, conn.identity, sid, "disconnected")
 
@@ -179,6 +186,8 @@ class SocketAPI:
         await self.server.sio.enter_room(conn.sid, sio_room(conn.room))
         conn.joined = True
         result = await rooms.join(conn.room, participant, conn.sid)
+        if transport == "polling":
+            conn.upgrade_watch = asyncio.create_task(self._follow_upgrade(conn))
         snapshot = result.snapshot
         return {
             "room": conn.room,
@@ -189,9 +198,23 @@ class SocketAPI:
             "iceServers": self.server.ice_servers,
         }
 
+    async def _follow_upgrade(self, conn: Connection) -> None:
+        for delay in UPGRADE_CHECKS:
+            await asyncio.sleep(delay)
+            if self.server.sio.transport(conn.sid) == "websocket":
+                await self.server.rooms.update(conn.room, conn.identity, conn.sid, {"transport": "websocket"})
+                return
+
+    @staticmethod
+    def _stop_upgrade_watch(conn: Connection) -> None:
+        if conn.upgrade_watch is not None:
+            conn.upgrade_watch.cancel()
+            conn.upgrade_watch = None
+
     async def leave(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         self._require_joined(conn)
         conn.joined = False
+        self._stop_upgrade_watch(conn)
         await self.server.sio.leave_room(conn.sid, sio_room(conn.room))
         await self.server.rooms.leave(conn.room, conn.identity, conn.sid, "left")
         return {}

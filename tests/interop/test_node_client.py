@@ -109,3 +109,26 @@ async def test_node_client_bad_token_is_refused_with_protocol_error(running, sta
     assert isinstance(refusal["message"], str) and refusal["message"]
     assert running.server.sockets.connections == {}
     assert await running.server.participants("r1") == []
+
+
+async def test_node_client_that_upgrades_after_joining_is_reported_as_websocket(running, start_node):
+    """socket.io-client's default: start on polling, upgrade to WebSocket a moment later."""
+    import asyncio
+
+    watcher, _ = await joined_client(running.url, running.token("r1", "watcher"))
+    node = await start_node()
+    assert await node.connect(running.url, running.token("r1", "upgrader"), ["polling", "websocket"]) == "connect"
+    ack = await node.call("join")
+    assert ack["ok"] is True
+    if ack["self"]["transport"] == "polling":  # joined before the upgrade: presence corrects it
+        update = await watcher.wait_for(
+            "presence", lambda e: e["type"] == "update" and e["participant"]["identity"] == "upgrader", timeout=10
+        )
+        assert update["participant"]["transport"] == "websocket"
+    for _ in range(100):
+        participants = {p["identity"]: p for p in await running.server.participants("r1")}
+        if participants["upgrader"]["transport"] == "websocket":
+            break
+        await asyncio.sleep(0.05)
+    assert participants["upgrader"]["transport"] == "websocket"
+    await watcher.close()
