@@ -168,7 +168,9 @@ class Bot:
         self._dropped.clear()
         ack = await self._call("join", {})
         self._apply_snapshot(ack)
-        link = self._link = PeerLink(self._call, ack.get("iceServers") or [], self._track_arrived, self._data_arrived)
+        link = self._link = PeerLink(
+            self._call, ack.get("iceServers") or [], self._track_arrived, self._data_arrived, self._media_failed
+        )
         if self._subscribe:
             try:
                 self.media_available = await self._try_media(link.subscribe())
@@ -403,6 +405,11 @@ class Bot:
         if link is None:
             return {"ok": False, "error": {"code": "conflict", "message": "the bot is reconnecting"}}
         return await link.answer(data)
+
+    def _media_failed(self, reason: str) -> None:
+        """A peer connection failed or the SFU dropped it: start over, as after a signaling drop."""
+        log.warning("%s: %s; reconnecting", self.identity, reason)
+        self._dropped.set()
 
     def _track_arrived(self, track: RemoteTrack) -> None:
         for queue in self._track_queues:

@@ -64,11 +64,14 @@ class PeerLink:
         ice_servers: list[dict[str, Any]],
         on_track: Callable[[RemoteTrack], None],
         on_data: Callable[[str, Any], None],
+        on_failed: Callable[[str], None],
     ) -> None:
         self._call = call
         self._config = rtc_configuration(ice_servers)
         self._on_track = on_track
         self._on_data = on_data
+        self._on_failed = on_failed
+        self._closing = False
         self._publisher: RTCPeerConnection | None = None
         self._subscriber: RTCPeerConnection | None = None
         self._channel: RTCDataChannel | None = None
@@ -115,6 +118,7 @@ class PeerLink:
     def _ensure_publisher(self) -> RTCPeerConnection:
         if self._publisher is None:
             self._publisher = RTCPeerConnection(self._config)
+            self._watch_state(self._publisher, "publisher")
             self._channel = self._publisher.createDataChannel("data")
         return self._publisher
 
@@ -164,12 +168,19 @@ class PeerLink:
         if self._subscriber is None:
             self._subscriber = RTCPeerConnection(self._config)
             self._subscriber.on("datachannel", self._watch_channel)
-            self._subscriber.on("connectionstatechange", self._subscriber_state)
+            self._watch_state(self._subscriber, "subscriber")
         return self._subscriber
 
-    def _subscriber_state(self) -> None:
-        if self._subscriber is not None and self._subscriber.connectionState == "connected":
-            self._subscriber_connected.set()
+    def _watch_state(self, pc: RTCPeerConnection, role: str) -> None:
+        def changed() -> None:
+            state = pc.connectionState
+            if state == "connected" and role == "subscriber":
+                self._subscriber_connected.set()
+            elif state in ("failed", "closed") and not self._closing:
+                # ICE failed, or the SFU dropped this PC (aiortc closes on the remote's DTLS close)
+                self._on_failed(f"the {role} connection {state}")
+
+        pc.on("connectionstatechange", changed)
 
     def _watch_channel(self, channel: RTCDataChannel) -> None:
         if channel.label != "data":
@@ -205,6 +216,7 @@ class PeerLink:
     # -- teardown --------------------------------------------------------------------------
 
     async def close(self) -> None:
+        self._closing = True
         for track in self.remote.values():
             track.stop()
         self.remote.clear()

@@ -122,3 +122,21 @@ async def test_a_publish_only_token_still_publishes(sfu_running):
             track = await anext(viewer.tracks())
         assert track.identity == "camera"
         await pattern_counters(track, 3)
+
+
+async def test_a_subscriber_connection_dropped_by_the_sfu_is_rebuilt(sfu_running):
+    token = sfu_running.token
+    async with (
+        Bot.connect(sfu_running.url, token("m", "pattern")) as publisher,
+        Bot.connect(sfu_running.url, token("m", "viewer"), backoff=(0.1, 1.0)) as viewer,
+    ):
+        await publisher.publish(PatternVideoTrack(160, 120, 15))
+        tracks = viewer.tracks()
+        async with asyncio.timeout(15):
+            first = await anext(tracks)
+        await pattern_counters(first, 3)
+        await sfu_running.server.media.subscriber("m", "viewer").close()  # as if the SFU gave up on it
+        async with asyncio.timeout(20):
+            second = await anext(tracks)
+        await pattern_counters(second, 3)
+        assert viewer.reconnects == 1 and first.ended and second.identity == "pattern"
