@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 KEYFRAME_INTERVAL = 0.3
 VIDEO_QUEUE_FRAMES = 60  # 2 s at 30 fps
 AUDIO_QUEUE_FRAMES = 50  # 1 s of 20 ms Opus frames
+AUDIO_START_FRAMES = 3  # what a new audio subscriber keeps of what queued while it connected
 QUEUE_BYTES = 4 * 1024 * 1024
 
 
@@ -210,6 +211,11 @@ class ForwardedTrack(MediaStreamTrack):
         from the newest keyframe queued, or wait for a fresh one."""
         self._started = True
         if self.kind != "video":
+            # a burst of stale audio would only become playout delay at the receiver
+            while len(self._queue) > AUDIO_START_FRAMES:
+                packet, _ = self._queue.popleft()
+                self._queued_bytes -= packet.size
+                self.frames_dropped += 1
             return
         last_key = max((i for i, (_, key) in enumerate(self._queue) if key), default=None)
         if last_key is None:

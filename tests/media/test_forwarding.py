@@ -108,6 +108,14 @@ async def test_audio_queue_is_bounded_and_keeps_flowing():
     assert track.frames_dropped > 0
 
 
+async def test_a_new_audio_subscriber_skips_what_queued_while_it_connected():
+    fanout = PacketFanout("audio", KeyframeRequester(Counter()))
+    track = fanout.subscribe()
+    for pts in range(20):
+        fanout.push("audio/opus", packet(b"\x78\x01", pts))
+    assert [(await track.recv()).pts for _ in range(3)] == [17, 18, 19]
+
+
 async def test_queue_is_bounded_in_bytes_for_a_flooding_publisher():
     fanout = PacketFanout("video", KeyframeRequester(Counter(), interval=0))
     track = fanout.subscribe()
