@@ -10,10 +10,13 @@ measure latency. Each server runs as its own process, so its CPU time is its own
   roomwire     `roomwire serve --media sfu`, driven over Socket.IO `sfu.*` like any client
   mediarelay   this file's `--relay-server`: aiortc's MediaRelay, one decode and one encode
                per subscriber (how aiortc's examples relay a track)
+The counting subscribers run in load-generator processes of 8 (bench/sfu_load.py), so one
+saturated client loop does not pass for a slow server.
 Figures per (server, N): server CPU seconds per subscriber-second (the probe counts as a
-subscriber), frames per second each counting subscriber received (mean and min), and the
-probe's latency (p50, p95) minus that of a direct publisher-to-probe connection (added
-latency). The JSON object on the last line also holds the MediaRelay/roomwire CPU ratio per N.
+subscriber) and per delivered frame (fair against a saturated server that delivers fewer),
+frames per second each counting subscriber received (mean and min), and the probe's latency
+(p50, p95) minus that of a direct publisher-to-probe connection (added latency). The JSON
+object on the last line also holds the MediaRelay/roomwire CPU ratios per N.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fractions
 import json
 import os
 import secrets
@@ -33,259 +35,25 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import av
 import psutil
-import socketio
-from aiohttp import web
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaRelay
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc import RTCPeerConnection
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[0] = str(REPO)  # the repository's packages, not bench/ (which has a signaling.py)
 
-from media import aiortc_internals  # noqa: E402
-from media.sources import PatternVideoTrack, read_frame_counter  # noqa: E402
-from signaling.tokens import TokenIssuer  # noqa: E402
+from bench.sfu_load import (  # noqa: E402
+    FPS,
+    Counter,
+    Probe,
+    RelaySession,
+    ReplayTrack,
+    RoomwireSession,
+    config,
+    encode_stream,
+    relay_server,
+)
 
-FPS = 30
-LOOP_FRAMES = 150  # 5 s of video, replayed; frame counters 0..149
-BITRATE = 500_000
 POOL_SIZE = 8  # counting subscribers per load-generator process
-VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
-
-
-def config() -> RTCConfiguration:
-    return RTCConfiguration(iceServers=[])
-
-
-# -- the pre-encoded stream -----------------------------------------------------------------
-
-
-def encode_stream() -> list[bytes]:
-    """LOOP_FRAMES frames of the counter pattern as VP8, a keyframe every second."""
-    source = PatternVideoTrack()
-    codec = av.CodecContext.create("libvpx", "w")
-    codec.width, codec.height = 640, 480
-    codec.pix_fmt = "yuv420p"
-    codec.bit_rate = BITRATE
-    codec.framerate = fractions.Fraction(FPS, 1)
-    codec.time_base = fractions.Fraction(1, FPS)
-    codec.gop_size = FPS
-    codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "error-resilient": "1"}
-    frames: list[bytes] = []
-    for n in range(LOOP_FRAMES):
-        frame = source.make_frame(n)
-        frame.pts = n
-        frame.time_base = codec.time_base
-        frames += [bytes(p) for p in codec.encode(frame)]
-    frames += [bytes(p) for p in codec.encode(None)]
-    assert len(frames) == LOOP_FRAMES, len(frames)
-    return frames
-
-
-class ReplayTrack(MediaStreamTrack):
-    """Sends the pre-encoded frames at 30 fps as packets: the sender packs, never encodes."""
-
-    kind = "video"
-
-    def __init__(self, frames: list[bytes], sent_at: dict[int, float]) -> None:
-        super().__init__()
-        self._frames = frames
-        self._sent_at = sent_at
-        self._n = 0
-        self._start: float | None = None
-
-    async def recv(self) -> av.Packet:
-        if self._start is None:
-            self._start = time.monotonic()
-        delay = self._start + self._n / FPS - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        index = self._n % len(self._frames)
-        packet = av.Packet(self._frames[index])
-        packet.pts = self._n * (90000 // FPS)
-        packet.time_base = VIDEO_TIME_BASE
-        self._sent_at[index] = time.monotonic()
-        self._n += 1
-        return packet
-
-
-# -- subscribers ------------------------------------------------------------------------------
-
-
-class Counter:
-    """Counts the encoded frames a subscriber receives, without decoding them."""
-
-    def __init__(self) -> None:
-        self.frames = 0
-
-    def attach(self, pc: RTCPeerConnection) -> None:
-        @pc.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            for transceiver in pc.getTransceivers():
-                if transceiver.receiver.track is track and track.kind == "video":
-                    aiortc_internals.tap_receiver(transceiver.receiver, self._on_packet, lambda: None)
-
-    def _on_packet(self, codec: Any, packet: av.Packet) -> None:
-        self.frames += 1
-
-
-class Probe:
-    """Decodes and reads frame counters: latency from the publisher's send time."""
-
-    def __init__(self, sent_at: dict[int, float]) -> None:
-        self.sent_at = sent_at
-        self.latencies: list[float] = []
-        self.frames = 0  # decoded while recording
-        self.recording = False
-        self._tasks: list[asyncio.Task[None]] = []
-
-    def attach(self, pc: RTCPeerConnection) -> None:
-        @pc.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            if track.kind == "video":
-                self._tasks.append(asyncio.ensure_future(self._read(track)))
-
-    async def _read(self, track: MediaStreamTrack) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await track.recv()
-                now = time.monotonic()
-                counter = read_frame_counter(frame)
-                if self.recording:
-                    self.frames += 1
-                    if counter is not None and counter in self.sent_at:
-                        self.latencies.append(now - self.sent_at[counter])
-
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-# -- the two servers, as seen by the driver ---------------------------------------------------
-
-
-class RoomwireSession:
-    """Participants of a `roomwire serve --media sfu` server, over Socket.IO."""
-
-    def __init__(self, url: str, secret: str) -> None:
-        self.url = url
-        self.issuer = TokenIssuer(secret)
-        self.clients: list[socketio.AsyncClient] = []
-        self.pcs: list[RTCPeerConnection] = []
-
-    async def _client(self, identity: str) -> socketio.AsyncClient:
-        client = socketio.AsyncClient(reconnection=False)
-        token = self.issuer.mint(identity=identity, room="bench")
-        await client.connect(self.url, auth={"token": token}, transports=["websocket"], wait_timeout=10)
-        ack = await client.call("join", {}, timeout=10)
-        assert ack["ok"], ack
-        self.clients.append(client)
-        return client
-
-    async def publish(self, track: MediaStreamTrack) -> None:
-        client = await self._client("publisher")
-        pc = RTCPeerConnection(config())
-        self.pcs.append(pc)
-        pc.addTransceiver(track, direction="sendonly")
-        await pc.setLocalDescription(await pc.createOffer())
-        ack = await client.call("sfu.publish", {"sdp": pc.localDescription.sdp}, timeout=15)
-        assert ack["ok"], ack
-        await pc.setRemoteDescription(RTCSessionDescription(ack["sdp"], "answer"))
-
-    async def subscribe(self, identity: str, watcher: Counter | Probe) -> None:
-        client = await self._client(identity)
-        pc = RTCPeerConnection(config())
-        self.pcs.append(pc)
-        watcher.attach(pc)
-
-        async def on_offer(payload: dict[str, Any]) -> dict[str, str]:
-            await pc.setRemoteDescription(RTCSessionDescription(payload["sdp"], "offer"))
-            await pc.setLocalDescription(await pc.createAnswer())
-            return {"sdp": pc.localDescription.sdp}
-
-        client.on("sfu.offer", on_offer)
-        ack = await client.call("sfu.subscribe", {}, timeout=10)
-        assert ack["ok"], ack
-
-    async def close(self) -> None:
-        for client in self.clients:  # first, so no renegotiation reaches a closed connection
-            with contextlib.suppress(Exception):
-                await client.disconnect()
-        for pc in self.pcs:
-            await pc.close()
-
-
-class RelaySession:
-    """Participants of the MediaRelay server (this file, `--relay-server`), over plain HTTP."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.http = aiohttp.ClientSession()
-        self.pcs: list[RTCPeerConnection] = []
-
-    async def _exchange(self, path: str, pc: RTCPeerConnection) -> None:
-        await pc.setLocalDescription(await pc.createOffer())
-        async with self.http.post(self.url + path, json={"sdp": pc.localDescription.sdp}) as response:
-            response.raise_for_status()
-            answer = await response.json()
-        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-
-    async def publish(self, track: MediaStreamTrack) -> None:
-        pc = RTCPeerConnection(config())
-        self.pcs.append(pc)
-        pc.addTransceiver(track, direction="sendonly")
-        await self._exchange("/publish", pc)
-
-    async def subscribe(self, identity: str, watcher: Counter | Probe) -> None:
-        pc = RTCPeerConnection(config())
-        self.pcs.append(pc)
-        watcher.attach(pc)
-        pc.addTransceiver("video", direction="recvonly")
-        await self._exchange("/subscribe", pc)
-
-    async def close(self) -> None:
-        for pc in self.pcs:
-            await pc.close()
-        await self.http.close()
-
-
-def relay_server(port: int) -> None:
-    """aiortc's MediaRelay: the publisher's track is decoded once, encoded once per subscriber."""
-    relay = MediaRelay()
-    source: asyncio.Future[MediaStreamTrack] | None = None
-    pcs: set[RTCPeerConnection] = set()
-
-    async def answer(request: web.Request, pc: RTCPeerConnection) -> web.Response:
-        body = await request.json()
-        await pc.setRemoteDescription(RTCSessionDescription(body["sdp"], "offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        return web.json_response({"sdp": pc.localDescription.sdp})
-
-    async def publish(request: web.Request) -> web.Response:
-        nonlocal source
-        source = asyncio.get_running_loop().create_future()
-        pc = RTCPeerConnection(config())
-        pcs.add(pc)
-        pc.on("track", lambda track: source.set_result(track) if not source.done() else None)
-        return await answer(request, pc)
-
-    async def subscribe(request: web.Request) -> web.Response:
-        assert source is not None
-        pc = RTCPeerConnection(config())
-        pcs.add(pc)
-        body = await request.json()
-        await pc.setRemoteDescription(RTCSessionDescription(body["sdp"], "offer"))
-        pc.addTrack(relay.subscribe(await source))
-        await pc.setLocalDescription(await pc.createAnswer())
-        return web.json_response({"sdp": pc.localDescription.sdp})
-
-    app = web.Application()
-    app.router.add_post("/publish", publish)
-    app.router.add_post("/subscribe", subscribe)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, handler_cancellation=True)
 
 
 # -- one measured run ---------------------------------------------------------------------------
