@@ -109,6 +109,14 @@ class Bot:
         """A bot to use as `async with Bot.connect(url, token) as bot:` (or `await bot.start()`)."""
         return cls(url, token, **options)
 
+    def __await__(self) -> Any:
+        """`bot = await Bot.connect(url, token)` starts it too (then `await bot.close()`)."""
+        return self._started().__await__()
+
+    async def _started(self) -> Bot:
+        await self.start()
+        return self
+
     async def __aenter__(self) -> Bot:
         await self.start()
         return self

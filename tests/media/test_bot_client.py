@@ -88,8 +88,10 @@ async def test_dev_token(make_server):
     dev = await make_server(dev=True)
     token, identity = await dev_token(dev.url, "r1", "Robo")
     assert identity.startswith("robo-")
-    async with Bot.connect(dev.url, token) as bot:
-        assert bot.identity == identity and bot.me["name"] == "Robo"
+    bot = await Bot.connect(dev.url, token)  # awaited rather than `async with`
+    assert bot.identity == identity and bot.me["name"] == "Robo"
+    await bot.close()
+    assert bot.closed.is_set()
     plain = await make_server()
     with pytest.raises(BotError) as error:
         await dev_token(plain.url, "r1", "Robo")
