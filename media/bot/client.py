@@ -273,7 +273,12 @@ class Bot:
         self._publications.extend(publications)
         link = self._link
         if link is not None:
-            await link.publish(publications)
+            try:
+                await link.publish(publications)
+            except BotError as exc:
+                if exc.code != "unreachable":  # refused (not a drop): never publish these again
+                    self._publications = [p for p in self._publications if p not in publications]
+                raise
             self.media_available = True
         return publications
 

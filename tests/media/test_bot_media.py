@@ -8,7 +8,7 @@ import contextlib
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
-from media.bot import Bot, Message, RemoteTrack
+from media.bot import Bot, BotError, Message, RemoteTrack
 from media.sfu import SFU
 from media.sources import PatternVideoTrack, ToneAudioTrack, read_frame_counter
 
@@ -140,3 +140,17 @@ async def test_a_subscriber_connection_dropped_by_the_sfu_is_rebuilt(sfu_running
             second = await anext(tracks)
         await pattern_counters(second, 3)
         assert viewer.reconnects == 1 and first.ended and second.identity == "pattern"
+
+
+async def test_a_refused_publication_is_not_retried_after_a_reconnect(sfu_running):
+    token = sfu_running.token("m", "viewer", grants={"publish": False})
+    async with Bot.connect(sfu_running.url, token, backoff=(0.1, 1.0)) as bot:
+        with pytest.raises(BotError) as error:
+            await bot.publish(PatternVideoTrack(160, 120, 15))
+        assert error.value.code == "forbidden"
+        reconnected = asyncio.Event()
+        bot.on_reconnect(lambda _: reconnected.set())
+        sid = next(iter(sfu_running.server.sockets.connections))
+        await sfu_running.server.sio.disconnect(sid)
+        await asyncio.wait_for(reconnected.wait(), 10)  # republishing it would be refused: fatal
+        assert not bot.closed.is_set() and bot.error is None
