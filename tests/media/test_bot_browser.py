@@ -1,4 +1,5 @@
-"""An echo bot (the `roomwire bot --echo` CLI) returns a real Chromium page's camera to it."""
+"""Bots with a real Chromium page: an echo bot returns its camera, a pattern bot shows up in its
+room, and the chat bot example answers its chat."""
 
 from __future__ import annotations
 
@@ -87,3 +88,46 @@ async def test_echo_bot_returns_the_browsers_camera(
     text = out.decode()
     assert re.search(r"track ada-\w+/video \(camera", text), text + err.decode()
     assert "publishing" not in text  # an echo publishes only what it receives
+
+
+async def test_a_browser_sees_a_pattern_bot_and_talks_with_the_chat_bot(
+    make_web_server: MakeWebServer,
+    new_page: Any,
+) -> None:
+    running = await make_web_server()
+    pattern = await asyncio.create_subprocess_exec(
+        ROOMWIRE,
+        *("bot", "--url", running.base, "--room", "lobby", "--dev", "--name", "pattern", "--pattern"),
+        *("--size", "320x240", "--fps", "15", "--duration", "90", "--stats", "0"),
+        cwd=REPO,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    chat_bot = await asyncio.create_subprocess_exec(
+        str(REPO / ".venv" / "bin" / "python"),
+        *(str(REPO / "examples" / "chat_bot.py"), running.base, "lobby", "90"),
+        cwd=REPO,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        for _ in range(300):
+            if len(await running.server.participants("lobby")) == 2:
+                break
+            await asyncio.sleep(0.1)
+        grace = await new_page()
+        await join(grace, f"{running.base}/r/lobby", "Grace")
+        stats = await wait_remote_video(grace, "pattern", timeout=40_000)
+        assert stats["framesDecoded"] > 0
+
+        await grace.get_by_test_id("chat-input").fill("hello bots")
+        await grace.get_by_test_id("chat-send").click()
+        await grace.wait_for_function(
+            "t => [...document.querySelectorAll('[data-testid=chat-log] > *')].some(m => m.textContent.includes(t))",
+            arg="Grace said: hello bots",
+            timeout=15_000,
+        )
+    finally:
+        for process in (pattern, chat_bot):
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 20)
