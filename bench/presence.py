@@ -18,9 +18,9 @@ aiohttp's WebSocket client, offering permessage-deflate as browsers do (the serv
 so frames are compressed per socket).
 Socket.IO watchers must `join` to receive presence, so they are participants: N joins make
 N^2/2 presence frames before the measurement, so their setup grows with N^2 (1,000 take about
-2 minutes here); by default that column has 500 watchers and the run stays under 2 minutes.
+2.5 minutes here); by default that column has 400 watchers and the run stays under 2 minutes.
 
-    .venv/bin/python bench/presence.py                          # 1,000 SSE + 1,000 long-poll + 500 Socket.IO
+    .venv/bin/python bench/presence.py                          # 1,000 SSE + 1,000 long-poll + 400 Socket.IO
     .venv/bin/python bench/presence.py --sio-watchers 1000      # the full 1,000 everywhere (~2.5 min)
     .venv/bin/python bench/presence.py --watchers 200 --only sse,longpoll
 """
@@ -408,7 +408,7 @@ def report(summary: dict[str, Any]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--watchers", type=int, default=1000, help="watchers per transport (default 1000)")
-    parser.add_argument("--sio-watchers", type=int, default=500, help="Socket.IO watchers (default 500: setup is N^2)")
+    parser.add_argument("--sio-watchers", type=int, default=400, help="Socket.IO watchers (default 400: setup is N^2)")
     parser.add_argument("--rounds", type=int, default=10, help="presence events per transport, one at a time")
     parser.add_argument("--only", default=",".join(TRANSPORTS), help="comma-separated subset of sse,longpoll,socketio")
     summary = asyncio.run(main(parser.parse_args()))
