@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
+
 PROTOCOL_VERSION = 1
 
 ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -69,3 +71,23 @@ def valid_room(room: object) -> bool:
 
 def valid_identity(identity: object) -> bool:
     return isinstance(identity, str) and 1 <= len(identity) <= MAX_IDENTITY_LENGTH
+
+
+def encoded_size(value: Any) -> int:
+    """Bytes of `value` as JSON: the size limits count what travels on the wire."""
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:
+        raise bad_request("data must be JSON") from None
+
+
+def parse_message(payload: dict[str, Any]) -> tuple[Any, str | None]:
+    """A `message` payload (Socket.IO event or REST body): its `data` and optional `to`."""
+    if "data" not in payload:
+        raise bad_request("`data` is required")
+    to = payload.get("to")
+    if to is not None and not valid_identity(to):
+        raise bad_request("`to` must be a participant's identity")
+    if encoded_size(payload["data"]) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("too_large", f"message data is limited to {MAX_MESSAGE_BYTES} bytes")
+    return payload["data"], to

@@ -9,8 +9,7 @@ from aiohttp import web
 
 from .http_auth import authenticate, install_cors, json_body, json_response, protocol_errors, require_admin
 from .metrics import CONTENT_TYPE_LATEST
-from .protocol import MAX_MESSAGE_BYTES, ProtocolError, bad_request, valid_identity, valid_room
-from .socket_api import encoded_size
+from .protocol import ProtocolError, bad_request, parse_message, valid_room
 from .tokens import DEFAULT_TTL, Grants, check_metadata, check_name
 
 if TYPE_CHECKING:
@@ -113,17 +112,10 @@ class RestAPI:
     async def send_message(self, request: web.Request) -> web.Response:
         require_admin(request, self.server.issuer)
         room = path_room(request)
-        body = await json_body(request)
-        if "data" not in body:
-            raise bad_request("`data` is required")
-        to = body.get("to")
-        if to is not None and not valid_identity(to):
-            raise bad_request("`to` must be a participant's identity")
-        if encoded_size(body["data"]) > MAX_MESSAGE_BYTES:
-            raise ProtocolError("too_large", f"message data is limited to {MAX_MESSAGE_BYTES} bytes")
+        data, to = parse_message(await json_body(request))
         if not await self.server.participants(room):
             raise ProtocolError("not_found", f"no room {room!r}")
-        message_id = await self.server.send(room, body["data"], to=to)
+        message_id = await self.server.send(room, data, to=to)
         return json_response({"id": message_id})
 
     @protocol_errors

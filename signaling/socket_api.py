@@ -14,16 +14,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import socketio
 
 from .media_backend import MediaSession
 from .protocol import (
-    MAX_MESSAGE_BYTES,
     MAX_SIGNAL_BYTES,
     SIGNAL_TYPES,
     ProtocolError,
     bad_request,
+    encoded_size,
+    parse_message,
     valid_identity,
 )
 from .rate_limit import TokenBucket
@@ -59,13 +59,6 @@ class Connection:
     @property
     def identity(self) -> str:
         return self.claims.identity
-
-
-def encoded_size(value: Any) -> int:
-    try:
-        return len(orjson.dumps(value))
-    except TypeError:
-        raise bad_request("data must be JSON") from None
 
 
 def require_object(args: tuple[Any, ...]) -> dict[str, Any]:
@@ -263,14 +256,8 @@ class SocketAPI:
         self._require_joined(conn)
         if not conn.claims.grants.data:
             raise ProtocolError("forbidden", "this token lacks the `data` grant")
-        if "data" not in data:
-            raise bad_request("`data` is required")
-        to = data.get("to")
-        if to is not None and not valid_identity(to):
-            raise bad_request("`to` must be a participant's identity")
-        if encoded_size(data["data"]) > MAX_MESSAGE_BYTES:
-            raise ProtocolError("too_large", f"message data is limited to {MAX_MESSAGE_BYTES} bytes")
-        message_id = await self.server.rooms.send(conn.room, conn.identity, data["data"], to, skip=conn.sid)
+        payload, to = parse_message(data)
+        message_id = await self.server.rooms.send(conn.room, conn.identity, payload, to, skip=conn.sid)
         return {"id": message_id}
 
     async def sfu(self, conn: Connection, op: str, data: dict[str, Any]) -> dict[str, Any]:
