@@ -174,7 +174,9 @@ class SFU:
             raise ProtocolError("not_found", "the participant left")
         if changed:
             await self._tracks_changed(state, session.identity)
-        return {"sdp": answer}
+        # the sids let the client unpublish (sfu.unpublish) without reading presence
+        tracks = [{"mid": t.mid, **t.info()} for t in publisher.tracks]
+        return {"sdp": answer, "tracks": tracks}
 
     def _subscribe(self, session: MediaSession) -> dict[str, Any]:
         grants = session.grants

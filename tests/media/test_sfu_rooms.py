@@ -102,6 +102,11 @@ async def test_tracks_come_and_go_with_unpublish_and_leave(sfu_server, peers):
     await wait_until(lambda: bob.track_maps and len(bob.track_maps[-1]) == 2)
     by_kind = {t["kind"]: t for t in bob.track_maps[-1]}
     assert by_kind["video"]["source"] == "screen" and by_kind["audio"]["source"] == "microphone"
+    published = sorted((t["mid"], t["kind"], t["source"], t["sid"]) for t in ack["tracks"])
+    assert published == [
+        ("0", "video", "screen", by_kind["video"]["sid"]),
+        ("1", "audio", "microphone", by_kind["audio"]["sid"]),
+    ]
     presence = await bob.client.wait_for(
         "presence", lambda e: e["type"] == "track" and len(e["participant"]["tracks"]) == 2
     )
