@@ -282,6 +282,12 @@ class Bot:
             self.media_available = True
         return publications
 
+    async def unpublish(self, *publications: Publication) -> None:
+        """Stop publishing what `publish()` returned; others see the tracks go."""
+        self._publications = [p for p in self._publications if p not in publications]
+        if self._link is not None:
+            await self._link.unpublish(list(publications))
+
     async def update(self, *, name: str | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
         """Change the bot's display name and/or metadata; returns its participant object."""
         changes: dict[str, Any] = {}

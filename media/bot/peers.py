@@ -101,6 +101,21 @@ class PeerLink:
                 self._senders[sender_track] = publication
             await self._negotiate(pc)
 
+    async def unpublish(self, publications: list[Publication]) -> None:
+        """Stop sending these tracks: their sections go inactive and the SFU withdraws them."""
+        async with self._publishing:
+            if self._publisher is None:
+                return
+            withdrawn = False
+            for transceiver in self._publisher.getTransceivers():
+                publication = self._senders.get(transceiver.sender.track)  # type: ignore[call-overload]
+                if publication in publications:
+                    del self._senders[transceiver.sender.track]  # type: ignore[arg-type]
+                    transceiver.direction = "inactive"
+                    withdrawn = True
+            if withdrawn:
+                await self._negotiate(self._publisher)
+
     async def open_data(self) -> RTCDataChannel:
         """The publisher PC's `data` channel, negotiated and open."""
         async with self._publishing:

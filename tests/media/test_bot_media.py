@@ -54,6 +54,21 @@ async def test_pattern_bot_publishes_and_another_bot_receives_it(sfu_running):
         assert {t["kind"] for t in viewer.participants["pattern"]["tracks"]} == {"audio", "video"}
 
 
+async def test_unpublish_withdraws_a_track_from_everyone(sfu_running):
+    token = sfu_running.token
+    async with (
+        Bot.connect(sfu_running.url, token("m", "pattern")) as publisher,
+        Bot.connect(sfu_running.url, token("m", "viewer")) as viewer,
+    ):
+        video, _ = await publisher.publish(PatternVideoTrack(320, 240, 30), ToneAudioTrack())
+        await viewer.wait_until(lambda b: len(b.participants.get("pattern", {}).get("tracks", [])) == 2, timeout=10)
+        await publisher.unpublish(video)
+        await viewer.wait_until(
+            lambda b: [t["kind"] for t in b.participants["pattern"]["tracks"]] == ["audio"], timeout=10
+        )
+        assert [t.kind for t in sfu_running.server.media.tracks("m")] == ["audio"]
+
+
 async def test_data_channel_between_bots(sfu_running):
     token = sfu_running.token
     async with (

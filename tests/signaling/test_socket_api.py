@@ -103,6 +103,7 @@ async def test_second_connection_replaces_first_with_update(running):
     first, _ = await joined_client(running.url, running.token("r1", "alice"))
     watcher, _ = await joined_client(running.url, running.token("r1", "bob"))
     second, ack = await joined_client(running.url, running.token("r1", "alice"))
+    assert sorted(p["identity"] for p in ack["participants"]) == ["alice", "bob"]
     kicked = await first.wait_for("kicked")
     assert kicked == {"reason": "replaced"}
     await asyncio.wait_for(first.disconnected.wait(), 5)
@@ -160,7 +161,8 @@ async def test_bad_tokens_are_refused_at_connect(running, claims, code):
         token = running.token("r1", "alice", ttl=1)
         await asyncio.sleep(2.1)
     elif claims == "wrong-signature":
-        token = jwt.encode({"sub": "a", "room": "r1", "exp": time.time() + 60}, "another-secret-xxxxxxxxxxxxxxxxxxxxxxxx", "HS256")
+        claims = {"sub": "a", "room": "r1", "exp": time.time() + 60}
+        token = jwt.encode(claims, "another-secret-xxxxxxxxxxxxxxxxxxxxxxxx", "HS256")
     elif claims == "not-yet-valid":
         token = jwt.encode(
             {"sub": "a", "room": "r1", "exp": time.time() + 600, "nbf": time.time() + 300},
