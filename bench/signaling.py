@@ -232,7 +232,8 @@ async def main(args: argparse.Namespace) -> int:
         result = results[args.only]
         only = {"benchmark": "signaling", "clients": args.clients, "loadgen": args.loadgen}
         only["roomwire_variant"] = args.variant or None
-        print(json.dumps({**only, args.only: result.figures(), "cpu_share": result.cpu_shares()}))
+        figures = {args.only: result.figures(), "cpu_share": result.cpu_shares(), "errors": result.errors}
+        print(json.dumps({**only, **figures}), flush=True)
         return 0
     print(json.dumps(report(results, args)), flush=True)
     return 0

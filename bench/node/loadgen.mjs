@@ -9,6 +9,7 @@ import readline from "node:readline";
 import { io } from "socket.io-client";
 
 const CONNECT_CONCURRENCY = 25;
+const ACK_TIMEOUT_MS = 30000;
 const ANSWER_TIMEOUT_MS = 10000; // a lost answer is an error, not a reason to stall the run
 const CANDIDATE =
   "candidate:842163049 1 udp 1677729535 192.0.2.10 49203 typ srflx raddr 10.0.0.5 rport 49203 generation 0";
@@ -70,8 +71,14 @@ class Member {
   }
 
   async call(event, data) {
+    if (!this.socket.connected) {
+      // socket.io-client would buffer the emit until a reconnect that never comes (reconnection
+      // is off) and then time out: fail at once, so a dropped client cannot stall the run.
+      if (errors.length < 20) errors.push(`${event}: not connected`);
+      return {};
+    }
     try {
-      const ack = await this.socket.timeout(60000).emitWithAck(event, data);
+      const ack = await this.socket.timeout(ACK_TIMEOUT_MS).emitWithAck(event, data);
       checkAck(ack);
       return ack;
     } catch (err) {
