@@ -37,8 +37,9 @@ def add_presence_routes(app: web.Application, server: SignalingServer, prefix: s
     fallbacks = PresenceFallbacks(PresenceSSE(server, watchers), PresencePoll(server, watchers), watchers)
     app.add_routes(
         [
-            web.get(f"{prefix}/rooms/{{room}}/presence/sse", fallbacks.sse.handle),
-            web.get(f"{prefix}/rooms/{{room}}/presence/poll", fallbacks.poll.handle),
+            # No HEAD: it would join and leave a `presence=1` watcher for nothing.
+            web.get(f"{prefix}/rooms/{{room}}/presence/sse", fallbacks.sse.handle, allow_head=False),
+            web.get(f"{prefix}/rooms/{{room}}/presence/poll", fallbacks.poll.handle, allow_head=False),
         ]
     )
     app[PRESENCE_KEY] = fallbacks

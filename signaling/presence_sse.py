@@ -96,7 +96,8 @@ class PresenceSSE:
         claims = authenticate(request, self.server.issuer)
         claims.require_room(room)
         present = presence_flag(request.query)
-        epoch, offset = parse_event_id(request.headers.get("Last-Event-ID"))
+        # `lastEventId` in the query: what EventSource polyfills send when they cannot set headers.
+        epoch, offset = parse_event_id(request.headers.get("Last-Event-ID") or request.query.get("lastEventId"))
         lease = await self.watchers.hold(room, claims, "sse") if present else None
         stream = PresenceStream(room, claims.identity)
         self.streams.add(stream)

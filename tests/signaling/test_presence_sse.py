@@ -289,3 +289,17 @@ async def test_closed_stream_is_noticed_without_handler_cancellation():
         await alice.close()
     finally:
         await runner.cleanup()
+
+
+async def test_last_event_id_in_the_query_for_polyfills_and_no_head(running):
+    alice, ack = await joined_client(running.url, running.token("r1", "alice"))  # 1
+    await alice.call("update", {"name": "A"})  # 2
+    query = f"?lastEventId={ack['epoch']}:1&token={running.token('r1', 'v')}"
+    async with sse(sse_url(running, "r1", query)) as reader:
+        event = await reader.next()
+        assert event is not None and (event.event, event.id) == ("presence", f"{ack['epoch']}:2")
+    async with aiohttp.ClientSession() as session:
+        async with session.head(sse_url(running, "r1", query + "&presence=1")) as response:
+            assert response.status == 405
+    assert [p["identity"] for p in await running.server.participants("r1")] == ["alice"]
+    await alice.close()
