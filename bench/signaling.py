@@ -2,11 +2,14 @@
 
     .venv/bin/python bench/signaling.py [--clients 200] [--updates 2] [--rounds 10]
                                         [--join-concurrency 10] [--loadgen node|python]
+                                        [--only roomwire|node] [--roomwire-variant NAMES]
 
 Both servers run as their own processes (roomwire through its CLI, `roomwire serve --dev
 --media none`; Node through bench/node/server.mjs), one after the other so they never share the
-CPU. One load generator drives both the same way: python-socketio AsyncClients on uvloop in
-this process, or bench/node/loadgen.mjs (socket.io-client) in a Node process. Figures:
+CPU. One load generator drives both the same way: bench/node/loadgen.mjs (socket.io-client) in
+a Node process by default, because python-socketio clients in one process saturate a core
+before the Node server does; or `--loadgen python`, AsyncClients on uvloop in this process.
+Figures:
   join         all clients join one room, 10 in flight at a time: ack latency p50/p99
   fan-out      every member sends `update`s; each presence event reaches every member:
                deliveries per second until the last one arrived
@@ -213,6 +216,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--roomwire-variant takes a comma list of {', '.join(VARIANTS)}")
     if args.clients < 2 or args.clients % 2:
         parser.error("--clients must be an even number >= 2 (signal runs in pairs)")
+    if min(args.updates, args.rounds, args.join_concurrency) < 1:
+        parser.error("--updates, --rounds and --join-concurrency must be at least 1")
     return args
 
 

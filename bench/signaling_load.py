@@ -148,14 +148,14 @@ class Member:
         try:
             ack = await self.sio.call(event, data, timeout=60)
         except socketio.exceptions.SocketIOError as exc:
-            self.swarm.check_ack(f"{event}: {exc!r}")
+            self.swarm.error(f"{event}: {exc!r}")
             return {}
         self.swarm.check_ack(ack)
         return ack
 
     async def on_disconnect(self, reason: Any = None) -> None:
         if reason != self.sio.reason.CLIENT_DISCONNECT:
-            self.swarm.check_ack(f"disconnected: {reason}")
+            self.swarm.error(f"disconnected: {reason}")
 
 
 class PythonLoad:
@@ -183,8 +183,12 @@ class PythonLoad:
             self._all_seen.set_result(time.perf_counter())
 
     def check_ack(self, ack: Any) -> None:
-        if not (isinstance(ack, dict) and ack.get("ok")) and len(self.result.errors) < 20:
-            self.result.errors.append(json.dumps(ack)[:200])
+        if not (isinstance(ack, dict) and ack.get("ok")):
+            self.error(json.dumps(ack)[:200])
+
+    def error(self, message: str) -> None:
+        if len(self.result.errors) < 20:  # the first few say what went wrong; more is noise
+            self.result.errors.append(message)
 
     async def run(
         self, url: str, server: psutil.Process, tokens: list[str], warmup: str, *, scenario: Scenario
@@ -220,8 +224,10 @@ class PythonLoad:
 
         with meter.phase("join"):
             last = max(await asyncio.gather(*(join(m) for m in members)))
-            async with asyncio.timeout(60):
-                await self.all_reach(members, last)
+            try:
+                await asyncio.wait_for(self.all_reach(members, last), 60)
+            except TimeoutError:
+                self.error(f"join: not every member saw presence offset {last} within 60 s")
 
         await asyncio.sleep(2)
         result.idle_bytes_per_conn = (server.memory_info().rss - rss_before) / len(members)
@@ -240,7 +246,7 @@ class PythonLoad:
             try:
                 finished = await asyncio.wait_for(self._all_seen, 60)
             except TimeoutError:
-                result.errors.append(f"fan-out: {self._seen} of {self._expected} deliveries within 60 s")
+                self.error(f"fan-out: {self._seen} of {self._expected} deliveries within 60 s")
                 finished = time.perf_counter()
         result.fanout_deliveries = self._seen
         result.fanout_seconds = finished - start
@@ -260,7 +266,7 @@ class PythonLoad:
                 try:
                     answered = await asyncio.wait_for(waiter, ANSWER_TIMEOUT)
                 except TimeoutError:
-                    self.check_ack(f"signal {n}: no answer within {ANSWER_TIMEOUT} s")
+                    self.error(f"signal {n}: no answer within {ANSWER_TIMEOUT} s")
                     continue
                 result.signal_ms.append((answered - start) * 1000)
 
