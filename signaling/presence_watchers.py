@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .backend import Participant
+from .rooms import new_participant
 from .protocol import ProtocolError, bad_request
 from .tokens import Claims
 
@@ -141,14 +141,7 @@ class WatcherPresence:
             raise
 
     async def _join(self, lease: Lease, claims: Claims) -> None:
-        participant: Participant = {
-            "identity": claims.identity,
-            "name": claims.name or claims.identity,
-            "metadata": claims.metadata,
-            "joinedAt": int(time.time() * 1000),
-            "transport": lease.transport,
-            "tracks": [],
-        }
+        participant = new_participant(claims, lease.transport)
         await self.server.rooms.admit(lease.room, participant)
         await self.server.rooms.join(lease.room, participant, lease.owner)
 

@@ -17,6 +17,7 @@ from .backend import JoinResult, Participant, PresenceEvent, StateBackend
 from .media_backend import MediaBackend
 from .metrics import Metrics
 from .protocol import ProtocolError
+from .tokens import Claims
 
 log = logging.getLogger("roomwire.rooms")
 
@@ -29,6 +30,18 @@ def sio_room(room: str) -> str:
     # Socket.IO also puts every sid in a room named after itself: prefix ours so that a room
     # name can never address somebody's private channel.
     return f"room:{room}"
+
+
+def new_participant(claims: Claims, transport: str) -> Participant:
+    """The protocol's Participant for a token that joins now over `transport`."""
+    return {
+        "identity": claims.identity,
+        "name": claims.name or claims.identity,
+        "metadata": claims.metadata,
+        "joinedAt": int(time.time() * 1000),
+        "transport": transport,
+        "tracks": [],
+    }
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,7 @@ from .protocol import (
     valid_identity,
 )
 from .rate_limit import TokenBucket
-from .rooms import is_socket_owner, sio_room
+from .rooms import is_socket_owner, new_participant, sio_room
 from .tokens import Claims, check_metadata, check_name
 
 if TYPE_CHECKING:
@@ -164,14 +163,7 @@ class SocketAPI:
         if conn.joined:
             raise ProtocolError("conflict", "already joined")
         transport = "bot" if conn.agent == "bot" else self.server.sio.transport(conn.sid)
-        participant = {
-            "identity": conn.identity,
-            "name": conn.claims.name or conn.identity,
-            "metadata": conn.claims.metadata,
-            "joinedAt": int(time.time() * 1000),
-            "transport": transport,
-            "tracks": [],
-        }
+        participant = new_participant(conn.claims, transport)
         rooms = self.server.rooms
         await rooms.admit(conn.room, participant)
         if conn.sid not in self.connections:  # it went away while the hook ran
