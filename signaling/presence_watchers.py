@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .backend import Participant
-from .rooms import new_participant
 from .protocol import ProtocolError, bad_request
+from .rooms import new_participant
 from .tokens import Claims
 
 if TYPE_CHECKING:
