@@ -99,6 +99,7 @@ class SignalingServer:
     async def close(self) -> None:
         for sid in list(self.sockets.connections):
             await self.sio.disconnect(sid)
+        await self.sockets.drain()
         if self.media is not None:
             await self.media.close()
         await self.backend.close()

@@ -74,6 +74,7 @@ class SocketAPI:
     def __init__(self, server: SignalingServer) -> None:
         self.server = server
         self.connections: dict[str, Connection] = {}
+        self._leaving: set[asyncio.Task[bool]] = set()
         sio = server.sio
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
@@ -113,7 +114,21 @@ class SocketAPI:
         self.server.metrics.connections.dec()
         self._stop_upgrade_watch(conn)
         if conn.joined:
-            await self.server.rooms.leave(conn.room, conn.identity, sid, "disconnected")
+            # Not awaited here: engine.io runs this handler inside a send that finds the client
+            # timed out, and that send may be part of a broadcast holding this room's lock.
+            task = asyncio.create_task(self.server.rooms.leave(conn.room, conn.identity, sid, "disconnected"))
+            self._leaving.add(task)
+            task.add_done_callback(self._left)
+
+    def _left(self, task: asyncio.Task[bool]) -> None:
+        self._leaving.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("leave after disconnect failed", exc_info=task.exception())
+
+    async def drain(self) -> None:
+        """Wait for the leaves of connections that are gone (at shutdown)."""
+        if self._leaving:
+            await asyncio.gather(*self._leaving, return_exceptions=True)
 
     # -- the guard every event goes through ------------------------------------------------
 

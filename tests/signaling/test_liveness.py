@@ -59,3 +59,25 @@ async def test_silent_client_leaves_within_ten_seconds(running):
         proc.kill()
         await proc.wait()
     await watcher.close()
+
+
+@pytest.mark.timeout(60)
+async def test_silent_client_leaves_while_the_room_is_busy(running):
+    """The broadcast that finds a timed-out client must not wait for that client's own leave."""
+    watcher, _ = await joined_client(running.url, running.token("live", "watcher"))
+    proc = await start_peer(running.url, running.token("live", "frozen"))
+    os.kill(proc.pid, signal.SIGSTOP)
+    started = time.monotonic()
+    try:
+        while not any(
+            e["type"] == "leave" and e["participant"]["identity"] == "frozen" for e in watcher.events["presence"]
+        ):
+            assert time.monotonic() - started < 10.0, "the silent client was not reported within 10 s"
+            ack = await watcher.call("update", {"metadata": {"tick": time.monotonic()}}, timeout=3)
+            assert ack["ok"], ack
+            await asyncio.sleep(0.05)
+        assert [p["identity"] for p in await running.server.participants("live")] == ["watcher"]
+    finally:
+        proc.kill()
+        await proc.wait()
+    await watcher.close()
