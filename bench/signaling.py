@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/signaling.py [--clients 200] [--updates 2] [--rounds 10]
                                         [--join-concurrency 10] [--loadgen node|python]
-                                        [--only roomwire|node] [--roomwire-variant NAMES]
+                                        [--only roomwire|node]
 
 Both servers run as their own processes (roomwire through its CLI, `roomwire serve --dev
 --media none`; Node through bench/node/server.mjs), one after the other so they never share the
@@ -80,20 +80,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-VARIANTS = ("stock", "uvloop", "no-deflate", "orjson", "direct-emit")
-
-
-def targets(secret: str, variant: list[str]) -> list[Target]:
+def targets(secret: str) -> list[Target]:
     roomwire_port, node_port = free_port(), free_port()
-    if variant:  # bench/roomwire_variant.py: proposed tunings, measured before they are made
-        flags = [f"--{name}" for name in variant if name != "stock"]
-        script = str(REPO / "bench" / "roomwire_variant.py")
-        roomwire = [sys.executable, script, "--port", str(roomwire_port), "--secret", secret, *flags]
-    else:
-        roomwire = [
-            sys.executable, "-m", "signaling.cli", "serve", "--dev", "--media", "none",
-            "--port", str(roomwire_port), "--secret", secret, "--log-level", "warning",
-        ]  # fmt: skip
+    roomwire = [
+        sys.executable, "-m", "signaling.cli", "serve", "--dev", "--media", "none",
+        "--port", str(roomwire_port), "--secret", secret, "--log-level", "warning",
+    ]  # fmt: skip
     node = ["node", str(NODE_DIR / "server.mjs"), "--port", str(node_port), "--secret", secret]
     return [Target("roomwire", roomwire, roomwire_port), Target("node", node, node_port)]
 
@@ -163,8 +155,7 @@ def report(results: dict[str, LoadResult], args: argparse.Namespace) -> dict[str
         key: round(figures["roomwire"][key] / figures["node"][key], 2) if figures["node"][key] else None
         for key, _, _ in FIGURES
     }
-    variant = f", roomwire variant: {','.join(args.variant)}" if args.variant else ""
-    print(f"signaling benchmark: {args.clients} clients, load generator: {args.loadgen}{variant}", flush=True)
+    print(f"signaling benchmark: {args.clients} clients, load generator: {args.loadgen}", flush=True)
     print(f"{'':30} {'roomwire':>12} {'node':>12} {'ratio':>8}")
     for key, label, unit in FIGURES:
         line = f"{label + ' (' + unit + ')':30} {figures['roomwire'][key]:>12} {figures['node'][key]:>12}"
@@ -182,7 +173,6 @@ def report(results: dict[str, LoadResult], args: argparse.Namespace) -> dict[str
         "signal_rounds_per_pair": args.rounds,
         "join_concurrency": args.join_concurrency,
         "loadgen": args.loadgen,
-        "roomwire_variant": args.variant or None,
         "roomwire": figures["roomwire"],
         "node": figures["node"],
         "ratio_roomwire_over_node": ratio,
@@ -205,15 +195,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="node (default): socket.io-client; python: python-socketio on uvloop",
     )
     parser.add_argument("--only", choices=["roomwire", "node"], help="measure one server (no ratio)")
-    parser.add_argument(
-        "--roomwire-variant",
-        metavar="NAMES",
-        help=f"run bench/roomwire_variant.py instead of `roomwire serve`, with a comma list of {', '.join(VARIANTS)}",
-    )
     args = parser.parse_args(argv)
-    args.variant = [v for v in (args.roomwire_variant or "").split(",") if v]
-    if any(v not in VARIANTS for v in args.variant):
-        parser.error(f"--roomwire-variant takes a comma list of {', '.join(VARIANTS)}")
     if args.clients < 2 or args.clients % 2:
         parser.error("--clients must be an even number >= 2 (signal runs in pairs)")
     if min(args.updates, args.rounds, args.join_concurrency) < 1:
@@ -228,7 +210,7 @@ async def main(args: argparse.Namespace) -> int:
     secret = secrets.token_urlsafe(32)
     issuer = TokenIssuer(secret)
     results: dict[str, LoadResult] = {}
-    for target in targets(secret, args.variant):
+    for target in targets(secret):
         if args.only and target.name != args.only:
             continue
         print(f"bench: measuring {target.name} ...", file=sys.stderr, flush=True)
@@ -236,7 +218,6 @@ async def main(args: argparse.Namespace) -> int:
     if args.only:
         result = results[args.only]
         only = {"benchmark": "signaling", "clients": args.clients, "loadgen": args.loadgen}
-        only["roomwire_variant"] = args.variant or None
         figures = {args.only: result.figures(), "cpu_share": result.cpu_shares(), "errors": result.errors}
         print(json.dumps({**only, **figures}), flush=True)
         return 0

@@ -76,12 +76,12 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"roomwire: {exc}", file=sys.stderr)
         return 2
-    try:
+    try:  # web.run_app makes its own loop unless handed one
         import uvloop
 
-        asyncio.set_event_loop(uvloop.new_event_loop())
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     except ImportError:
-        pass
+        loop = asyncio.new_event_loop()
     mode = " (dev mode)" if args.dev else ""
     url = f"http://{args.host}:{args.port}/"
 
@@ -96,6 +96,7 @@ def serve(args: argparse.Namespace) -> int:
         shutdown_timeout=3,
         access_log_class=RedactingAccessLogger,
         print=announce,
+        loop=loop,
     )
     return 0
 

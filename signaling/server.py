@@ -46,6 +46,7 @@ class SignalingServer:
         rate_limit: RateLimit | None = None,
         ping_interval: float = 3.0,
         ping_timeout: float = 3.0,
+        websocket_compression: bool = False,
         client_manager: socketio.AsyncManager | None = None,
     ) -> None:
         self.issuer = TokenIssuer(secret)
@@ -58,6 +59,9 @@ class SignalingServer:
         self.metrics = Metrics()
         self.hooks = Hooks()
         self.prefix = ""
+        # permessage-deflate costs ~180 KiB per idle connection and a quarter of the CPU
+        # (docs/benchmarks.md); like Centrifugo and Node's socket.io, off unless asked for.
+        self.websocket_compression = websocket_compression
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
             # None = same origin only; a browser page from another origin needs --cors-origin.
@@ -79,11 +83,21 @@ class SignalingServer:
         prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.prefix = prefix
         app[SERVER_KEY] = self
-        self.sio.attach(app, socketio_path=f"{prefix}/socket.io")
+        for method in ("GET", "POST", "OPTIONS"):
+            app.router.add_route(method, f"{prefix}/socket.io/", self._handle_engineio)
         add_rest_routes(app, self, prefix)
         add_presence_routes(app, self, prefix)
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
+
+    async def _handle_engineio(self, request: web.Request) -> web.StreamResponse:
+        if not self.websocket_compression and "Sec-WebSocket-Extensions" in request.headers:
+            # engine.io accepts whatever extension the client offers; an offer it never sees
+            # negotiates none
+            headers = request.headers.copy()
+            del headers["Sec-WebSocket-Extensions"]
+            request = request.clone(headers=headers)
+        return await self.sio.handle_request(request)
 
     async def _on_startup(self, app: web.Application) -> None:
         await self.start()
