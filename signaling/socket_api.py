@@ -177,6 +177,8 @@ class SocketAPI:
     async def join(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         if conn.joined:
             raise ProtocolError("conflict", "already joined")
+        if "room" in data and data["room"] != conn.room:  # the room is the token's; naming another is wrong
+            raise ProtocolError("forbidden", "this token is for another room")
         transport = "bot" if conn.agent == "bot" else self.server.sio.transport(conn.sid)
         participant = new_participant(conn.claims, transport)
         rooms = self.server.rooms

@@ -134,6 +134,16 @@ async def test_bad_input_gets_errors_and_changes_nothing(running):
     await alice.close()
 
 
+async def test_join_naming_another_room_is_forbidden(running):
+    client = SioClient()
+    await client.connect(running.url, running.token("r1", "alice"))
+    refused = await client.call("join", {"room": "r2"})
+    assert refused["error"]["code"] == "forbidden"
+    assert await running.server.participants("r2") == [] and await running.server.participants("r1") == []
+    assert (await client.call("join", {"room": "r1"}))["ok"]
+    await client.close()
+
+
 async def test_events_before_join_are_refused(running):
     client = SioClient()
     await client.connect(running.url, running.token("r1", "alice"))
