@@ -1,0 +1,144 @@
+"""Lua scripts of the Redis backend: every change of a room is one atomic script.
+
+Each script keeps three things in step: the room's participants (`members`: identity ->
+participant JSON; `owners`: identity -> "<node> <owner>"), its presence log (a stream whose
+entries carry the event JSON and its offset) and the per-node set of held participants that the
+liveness reaper uses. Offsets come from HINCRBY inside the script, so two nodes never race.
+
+Event JSON is assembled by concatenation, never by cjson: cjson turns `[]` into `{}`.
+Keys are derived from a prefix inside the scripts, so this needs a single Redis (or Sentinel),
+not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+# KEYS: meta, log, members, owners.  ARGV[1..5]: room, new epoch, max events, max age ms, prefix
+COMMON = r"""
+redis.replicate_commands()
+local meta, log, members, owners = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local room, new_epoch = ARGV[1], ARGV[2]
+local max_events, max_age, prefix = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- A log without its meta has lost its history: start a new epoch.
+local function ensure_meta()
+  if redis.call('EXISTS', meta) == 0 then
+    redis.call('DEL', log)
+    redis.call('HSET', meta, 'epoch', new_epoch, 'offset', 0, 'created', string.format('%d', now_ms()))
+  end
+  return redis.call('HGET', meta, 'epoch')
+end
+
+local function append(kind, participant)
+  local epoch = ensure_meta()
+  local offset = redis.call('HINCRBY', meta, 'offset', 1)
+  local ts = string.format('%d', now_ms())
+  local event = '{"type":"' .. kind .. '","participant":' .. participant .. ',"epoch":"' .. epoch ..
+    '","offset":' .. offset .. ',"ts":' .. ts .. '}'
+  redis.call('XADD', log, 'MAXLEN', '~', max_events, '*', 'o', offset, 'e', event)
+  redis.call('XTRIM', log, 'MINID', '~', string.format('%d', tonumber(ts) - max_age))
+  return event
+end
+
+-- An empty room is forgotten after the retention age (a new epoch then); an occupied one never.
+local function touch()
+  if redis.call('HLEN', members) == 0 then
+    redis.call('SREM', prefix .. ':rooms', room)
+    for _, key in ipairs({meta, log}) do redis.call('PEXPIRE', key, max_age) end
+  else
+    redis.call('SADD', prefix .. ':rooms', room)
+    for _, key in ipairs({meta, log}) do redis.call('PERSIST', key) end
+  end
+end
+
+local function split_owner(value)
+  local space = string.find(value, ' ', 1, true)
+  return string.sub(value, 1, space - 1), string.sub(value, space + 1)
+end
+
+local function held_key(node) return prefix .. ':node:' .. node .. ':held' end
+local function held_entry(identity, owner) return cjson.encode({room, identity, owner}) end
+"""
+
+# ARGV[6..9]: identity, participant JSON, owner, node.  -> {event, replaced owner or "", members...}
+JOIN = COMMON + r"""
+local identity, participant, owner, node = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local previous = redis.call('HGET', owners, identity)
+local replaced = ''
+if previous then
+  local old_node, old_owner = split_owner(previous)
+  redis.call('SREM', held_key(old_node), held_entry(identity, old_owner))
+  replaced = old_owner
+end
+redis.call('HSET', members, identity, participant)
+redis.call('HSET', owners, identity, node .. ' ' .. owner)
+redis.call('SADD', held_key(node), held_entry(identity, owner))
+local event = append(replaced == '' and 'join' or 'update', participant)
+touch()
+local reply = {event, replaced, redis.call('HGET', meta, 'epoch'), redis.call('HGET', meta, 'offset')}
+for _, p in ipairs(redis.call('HVALS', members)) do table.insert(reply, p) end
+return reply
+"""
+
+# ARGV[6..7]: identity, owner ("" = whoever holds it).  -> event or nil
+LEAVE = COMMON + r"""
+local identity, owner = ARGV[6], ARGV[7]
+local previous = redis.call('HGET', owners, identity)
+if not previous then return nil end
+local old_node, old_owner = split_owner(previous)
+if owner ~= '' and owner ~= old_owner then return nil end
+local participant = redis.call('HGET', members, identity)
+redis.call('HDEL', members, identity)
+redis.call('HDEL', owners, identity)
+redis.call('SREM', held_key(old_node), held_entry(identity, old_owner))
+local event = append('leave', participant)
+touch()
+return event
+"""
+
+# A compare-and-set: the caller merged the changes into the participant it read.
+# ARGV[6..10]: identity, owner ("" = any), expected JSON, new JSON, kind.  -> {0} gone, {1} retry, {2, event}
+UPDATE = COMMON + r"""
+local identity, owner, expected, participant, kind = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local previous = redis.call('HGET', owners, identity)
+if not previous then return {0} end
+local _, old_owner = split_owner(previous)
+if owner ~= '' and owner ~= old_owner then return {0} end
+if redis.call('HGET', members, identity) ~= expected then return {1} end
+redis.call('HSET', members, identity, participant)
+return {2, append(kind, participant)}
+"""
+
+# Events after (epoch, offset) if all are held, else a snapshot; creates an unknown room's log.
+# ARGV[6..7]: epoch ("" = none), offset (-1 = none).
+# -> {"s"|"e", epoch, offset, last stream id, participants... | events...}
+RECOVER = COMMON + r"""
+local epoch, offset = ARGV[6], tonumber(ARGV[7])
+local current = ensure_meta()
+local last_offset = tonumber(redis.call('HGET', meta, 'offset'))
+if redis.call('HLEN', members) == 0 then touch() end  -- being watched keeps an empty room
+local newest = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+local last_id = '0-0'
+if #newest > 0 then last_id = newest[1][1] end
+local function snapshot()
+  local reply = {'s', current, last_offset, last_id}
+  for _, p in ipairs(redis.call('HVALS', members)) do table.insert(reply, p) end
+  return reply
+end
+if epoch ~= current or offset < 0 or offset > last_offset then return snapshot() end
+local needed = last_offset - offset
+if needed == 0 then return {'e', current, last_offset, last_id} end
+if needed > max_events then return snapshot() end
+local entries = redis.call('XREVRANGE', log, '+', '-', 'COUNT', needed)
+if #entries < needed then return snapshot() end
+local oldest = entries[#entries]
+local oldest_ms = tonumber(string.match(oldest[1], '^(%d+)'))
+if tonumber(oldest[2][2]) ~= offset + 1 or oldest_ms < now_ms() - max_age then return snapshot() end
+local reply = {'e', current, last_offset, last_id}
+for i = #entries, 1, -1 do table.insert(reply, entries[i][2][4]) end
+return reply
+"""
