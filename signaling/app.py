@@ -33,6 +33,7 @@ class ServeConfig:
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
     media: str | None = "sfu"
     web_dir: Path = DEFAULT_WEB_DIR
+    redis_url: str | None = None  # many nodes: shared state and Socket.IO routing through Redis
 
 
 def load_media(name: str | None, ice_servers: list[dict[str, Any]]) -> MediaBackend | None:
@@ -46,15 +47,33 @@ def load_media(name: str | None, ice_servers: list[dict[str, Any]]) -> MediaBack
     return factory(ice_servers=ice_servers)
 
 
+def redis_parts(url: str) -> dict[str, Any]:
+    """SignalingServer options for a node of a multi-node deployment (needs the `redis` extra)."""
+    try:
+        import socketio
+
+        from .redis_backend import RedisBackend
+    except ImportError as exc:  # redis is an optional extra: `pip install 'roomwire[redis]'`
+        raise ValueError(f"--redis-url needs the redis package: pip install 'roomwire[redis]' ({exc})") from None
+    return {"backend": RedisBackend(url), "client_manager": socketio.AsyncRedisManager(url)}
+
+
 def build_app(config: ServeConfig) -> tuple[web.Application, SignalingServer]:
     app = web.Application(client_max_size=1024 * 1024)
+    shared = redis_parts(config.redis_url) if config.redis_url else {}
     server = SignalingServer(
         secret=config.secret,
         dev=config.dev,
         cors_origins=config.cors_origins,
         ice_servers=config.ice_servers,
         media=load_media(config.media, config.ice_servers),
+        **shared,
     )
+    if "backend" in shared:
+        # A dead node's participants leave through the rooms, so every transport hears of it.
+        shared["backend"].on_node_lost(
+            lambda room, identity, owner: server.rooms.leave(room, identity, owner, "disconnected")
+        )
     server.attach(app)
     add_web_routes(app, prefix="", web_dir=config.web_dir, dev=config.dev)
     return app, server

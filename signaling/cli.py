@@ -70,6 +70,7 @@ def serve(args: argparse.Namespace) -> int:
         cors_origins=args.cors_origin,
         ice_servers=parse_ice_servers(args.ice_servers),
         media=args.media,
+        redis_url=args.redis_url or None,
     )
     try:
         app, _ = build_app(config)
@@ -137,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow browser pages from this origin (repeatable); none by default")
     p.add_argument("--ice-servers", default=os.environ.get("ROOMWIRE_ICE_SERVERS", "[]"),
                    help="JSON list of ICE servers handed to clients and used by the SFU")
+    p.add_argument("--redis-url", default=os.environ.get("ROOMWIRE_REDIS_URL"),
+                   help="run as one of many nodes sharing this Redis (redis://host:6379/0)")
     p.add_argument("--media", default="sfu", help="media backend (entry point name) or `none`")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(run=serve)
