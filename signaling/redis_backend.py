@@ -91,6 +91,7 @@ class RedisBackend(StateBackend):
         self._leave = self.redis.register_script(redis_scripts.LEAVE)
         self._update = self.redis.register_script(redis_scripts.UPDATE)
         self._recover = self.redis.register_script(redis_scripts.RECOVER)
+        self._keep = self.redis.register_script(redis_scripts.KEEP)
         self._followers: dict[str, RoomFollower] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.on_lost: LostHandler = self._leave_lost
@@ -222,12 +223,15 @@ class RedisBackend(StateBackend):
             follower.waiters -= 1
 
     async def _follow(self, room: str, follower: RoomFollower) -> None:
-        log_key = self._keys(room)[1]
+        keys = self._keys(room)
+        # Block no longer than half the retention age: an empty room is kept while watched.
+        block = max(1, min(FOLLOW_BLOCK_MS, int(self.retention.max_age * 500)))
         try:
             while follower.waiters > 0:
                 last = "{}-{}".format(*follower.last_id)
                 try:
-                    reply = await self.redis.xread({log_key: last}, block=FOLLOW_BLOCK_MS)
+                    await self._keep(keys=keys, args=self._args(room))
+                    reply = await self.redis.xread({keys[1]: last}, block=block)
                 except aioredis.RedisError:
                     log.exception("following room %s failed; retrying", room)
                     await asyncio.sleep(1.0)

@@ -113,6 +113,12 @@ redis.call('HSET', members, identity, participant)
 return {2, append(kind, participant)}
 """
 
+# A room that local waiters watch is not forgotten while they wait (nor is its epoch).
+KEEP = COMMON + r"""
+if redis.call('HLEN', members) == 0 and redis.call('EXISTS', meta) == 1 then touch() end
+return 1
+"""
+
 # Events after (epoch, offset) if all are held, else a snapshot; creates an unknown room's log.
 # ARGV[6..7]: epoch ("" = none), offset (-1 = none).
 # -> {"s"|"e", epoch, offset, last stream id, participants... | events...}

@@ -196,3 +196,22 @@ async def test_redis_dead_node_is_reaped_once(redis_url: str) -> None:
     finally:
         for s in survivors:
             await s.close()
+
+
+async def test_redis_empty_room_is_forgotten_after_the_retention_age(redis_url: str) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    backend = RedisBackend(redis_url, retention=Retention(max_events=10, max_age=0.4), prefix=prefix)
+    try:
+        first = (await backend.join("r", person("a"), "s1")).event["epoch"]
+        await asyncio.sleep(0.6)
+        assert (await backend.snapshot("r")) is not None  # occupied: kept however old
+        await backend.leave("r", "a")
+        watched = await backend.recover("r", first, 2, wait=0.6)  # a watcher keeps it alive
+        assert watched.epoch == first and watched.events == []
+        await asyncio.sleep(0.6)
+        assert await backend.snapshot("r") is None and await backend.rooms() == []
+        again = await backend.join("r", person("a"), "s2")
+        assert again.event["epoch"] != first and again.event["offset"] == 1
+        assert (await backend.recover("r", first, 2)).is_snapshot
+    finally:
+        await backend.close()
