@@ -69,11 +69,6 @@ def build_app(config: ServeConfig) -> tuple[web.Application, SignalingServer]:
         media=load_media(config.media, config.ice_servers),
         **shared,
     )
-    if "backend" in shared:
-        # A dead node's participants leave through the rooms, so every transport hears of it.
-        shared["backend"].on_node_lost(
-            lambda room, identity, owner: server.rooms.leave(room, identity, owner, "disconnected")
-        )
     server.attach(app)
     add_web_routes(app, prefix="", web_dir=config.web_dir, dev=config.dev)
     return app, server

@@ -8,11 +8,14 @@ and returns copies, never live objects.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 Participant = dict[str, Any]
 PresenceEvent = dict[str, Any]
+# (room, identity, owner) of a participant whose node died
+LostHandler = Callable[[str, str, str], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,12 @@ class StateBackend(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Stop background work and release connections."""
+
+    def on_node_lost(self, handler: LostHandler) -> None:  # noqa: B027 - optional hook
+        """Have `handler` make the participants of a node that died leave.
+
+        Only a backend shared by several nodes can lose one; in one process nothing calls it.
+        """
 
     @abstractmethod
     async def join(self, room: str, participant: Participant, owner: str) -> JoinResult:

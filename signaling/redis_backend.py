@@ -19,7 +19,6 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +27,7 @@ from redis import asyncio as aioredis
 from . import redis_scripts
 from .backend import (
     JoinResult,
+    LostHandler,
     Membership,
     Participant,
     PresenceEvent,
@@ -47,7 +47,6 @@ FOLLOW_BLOCK_MS = 5000
 
 # Called for each participant of a dead node: (room, identity, owner). The composition root
 # points it at RoomService.leave so that the leave is broadcast like any other.
-LostHandler = Callable[[str, str, str], Awaitable[Any]]
 
 
 def encode(participant: Participant) -> str:

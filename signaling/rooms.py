@@ -68,6 +68,11 @@ class RoomService:
         # One lock per room keeps "change the log, then tell everyone" in log order. Weak values:
         # a lock lives only while somebody holds or waits for it.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        backend.on_node_lost(self._leave_lost)
+
+    async def _leave_lost(self, room: str, identity: str, owner: str) -> None:
+        """A participant held by a node that died leaves like one whose connection dropped."""
+        await self.leave(room, identity, owner, "disconnected")
 
     def _lock(self, room: str) -> asyncio.Lock:
         lock = self._locks.get(room)

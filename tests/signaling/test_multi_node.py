@@ -52,7 +52,6 @@ async def start_node(redis_url: str) -> AsyncIterator[StartNode]:
         backend = RedisBackend(redis_url)
         manager = socketio.AsyncRedisManager(redis_url)
         server = SignalingServer(secret=SECRET, backend=backend, client_manager=manager)
-        backend.on_node_lost(lambda room, identity, owner: server.rooms.leave(room, identity, owner, "disconnected"))
         app = web.Application()
         server.attach(app)
         runner, url = await start_app(app)
