@@ -151,11 +151,15 @@ async def test_a_publisher_connection_that_dies_takes_its_tracks_and_can_be_repl
     await wait_until(lambda: bob.track_maps[-1] == [])
     await bob.client.wait_for("presence", lambda e: e["type"] == "track" and e["participant"]["tracks"] == [])
     assert sfu_server.server.media.publisher("media", "alice") is None
-    # a fresh publisher connection works
+    # a fresh publisher connection works. Count bob's tracks before publishing: the SFU
+    # renegotiates bob while alice's publish is still being acked and applied, so bob may
+    # record the new track map and get its `track` event before publish() returns.
+    before = len(bob.received)
     assert (await alice.publish([PatternVideoTrack()]))["ok"]
     await wait_until(lambda: len(bob.track_maps[-1]) == 1)
-    before = len(bob.received)
     await wait_until(lambda: len(bob.received) > before)
+    new_mid = bob.track_maps[-1][0]["mid"]
+    await wait_until(lambda: new_mid in bob.received and len(bob.received[new_mid].counters) >= 3)
 
 
 async def test_a_kicked_publisher_is_removed_from_every_subscriber(sfu_server, peers):
