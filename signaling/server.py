@@ -10,6 +10,7 @@ import socketio
 from aiohttp import web
 
 from .backend import Participant, Retention, StateBackend
+from .direct_emit import DirectEmitManager
 from .media_backend import MediaBackend
 from .memory_backend import MemoryBackend
 from .metrics import Metrics
@@ -69,7 +70,7 @@ class SignalingServer:
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             max_http_buffer_size=MAX_PACKET_BYTES,
-            client_manager=client_manager,
+            client_manager=client_manager or DirectEmitManager(),
             logger=False,
             engineio_logger=False,
         )
