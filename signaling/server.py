@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -118,6 +120,13 @@ class SignalingServer:
         if self.media is not None:
             await self.media.close()
         await self.backend.close()
+        # python-socketio starts a pub/sub manager's listener (AsyncRedisManager) and never
+        # stops it
+        listener = getattr(self.sio.manager, "thread", None)
+        if isinstance(listener, asyncio.Task):
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
 
     def on_join(self, hook: JoinHook) -> JoinHook:
         """Register `async def hook(room, participant) -> str | None`; a reason string refuses."""

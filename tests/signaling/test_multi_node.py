@@ -4,7 +4,6 @@ identity replacement and SSE cross nodes; a node that dies has its participants 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from redis import asyncio as aioredis
 
 from signaling import SignalingServer
 from signaling.redis_backend import RedisBackend
+from signaling.server import SERVER_KEY
 from tests.conftest import SECRET, RunningServer, free_port, start_app
 from tests.signaling.redis_server import running_redis
 from tests.signaling.sse_reader import SSEReader
@@ -46,7 +46,7 @@ StartNode = Callable[[], Awaitable[RunningServer]]
 @pytest.fixture
 async def start_node(redis_url: str) -> AsyncIterator[StartNode]:
     """Nodes as `roomwire serve --redis-url` builds them; stopped before their redis-server."""
-    started: list[tuple[web.AppRunner, socketio.AsyncRedisManager]] = []
+    started: list[web.AppRunner] = []
 
     async def start() -> RunningServer:
         backend = RedisBackend(redis_url)
@@ -55,18 +55,15 @@ async def start_node(redis_url: str) -> AsyncIterator[StartNode]:
         app = web.Application()
         server.attach(app)
         runner, url = await start_app(app)
-        started.append((runner, manager))
+        started.append(runner)
         return RunningServer(url=url, server=server, app=app)
 
     yield start
-    for runner, manager in reversed(started):
+    for runner in reversed(started):
         await runner.cleanup()
-        # python-socketio never stops its Redis listener; a test must not leave it running
-        listener = getattr(manager, "thread", None)
-        if listener is not None:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        # close() stopped the Redis listener (a node that never had a socket never started one)
+        listener = getattr(runner.app[SERVER_KEY].sio.manager, "thread", None)
+        assert listener is None or listener.done()
 
 
 async def subscribed(redis: aioredis.Redis, nodes: int) -> None:
