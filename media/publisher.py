@@ -25,7 +25,7 @@ from . import aiortc_internals
 from .data_relay import DataRelay
 from .forwarding import KeyframeRequester, PacketFanout
 from .publish_offer import PublishOffer
-from .rtc import close_pc, rtc_configuration, wait_connected
+from .rtc import PendingCandidates, close_pc, rtc_configuration, wait_connected
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Publisher:
         self.pc: RTCPeerConnection | None = None
         self.lock = asyncio.Lock()
         self._inbound: dict[str, _Inbound] = {}
-        self._pending_candidates: list[RTCIceCandidate | None] = []
+        self._pending_candidates = PendingCandidates()
         self._closed = False
 
     @property
@@ -122,9 +122,7 @@ class Publisher:
             if fresh:
                 await self.close()
             raise bad_request(f"the offer could not be applied: {exc}") from None
-        for candidate in self._pending_candidates:
-            await pc.addIceCandidate(candidate)
-        self._pending_candidates.clear()
+        await self._pending_candidates.apply(pc)
         changed = self._apply_tracks(offer)
         return pc.localDescription.sdp, changed
 
@@ -228,9 +226,7 @@ class Publisher:
     async def add_candidate(self, candidate: RTCIceCandidate | None) -> None:
         if self.pc is None or self.pc.remoteDescription is None or self.lock.locked():
             # before (or during) the first negotiation: keep it for after setRemoteDescription
-            if len(self._pending_candidates) >= 64:
-                raise bad_request("too many ICE candidates before the offer")
-            self._pending_candidates.append(candidate)
+            self._pending_candidates.hold(candidate)
             return
         await self.pc.addIceCandidate(candidate)
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer, RTCPeerConnection
+
+from signaling.protocol import bad_request
+
+MAX_PENDING_CANDIDATES = 64
 
 
 def ice_server(entry: dict[str, Any]) -> RTCIceServer:
@@ -43,6 +47,24 @@ async def wait_connected(pc: RTCPeerConnection, timeout: float) -> None:
         pc.remove_listener("connectionstatechange", changed.set)
     if pc.connectionState != "connected":
         raise ConnectionError(f"the connection is {pc.connectionState}")
+
+
+class PendingCandidates:
+    """Trickled candidates that arrive before the description they belong to (bounded)."""
+
+    def __init__(self) -> None:
+        self._held: list[RTCIceCandidate | None] = []
+
+    def hold(self, candidate: RTCIceCandidate | None) -> None:
+        if len(self._held) >= MAX_PENDING_CANDIDATES:
+            raise bad_request("too many ICE candidates before the description they belong to")
+        self._held.append(candidate)
+
+    async def apply(self, pc: RTCPeerConnection) -> None:
+        """After setRemoteDescription: add what was held, in arrival order."""
+        held, self._held = self._held, []
+        for candidate in held:
+            await pc.addIceCandidate(candidate)
 
 
 async def close_pc(pc: RTCPeerConnection) -> None:

@@ -30,7 +30,7 @@ from . import aiortc_internals
 from .data_relay import DataRelay
 from .forwarding import ForwardedTrack
 from .publisher import PublishedTrack
-from .rtc import close_pc, rtc_configuration, wait_connected
+from .rtc import PendingCandidates, close_pc, rtc_configuration, wait_connected
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class Subscriber:
         self._dirty = asyncio.Event()
         self._dirty.set()  # the first offer
         self._negotiated = False
-        self._pending_candidates: list[RTCIceCandidate | None] = []
+        self._pending_candidates = PendingCandidates()
         self._closed = False
         self.offers_sent = 0
         self.pc.on("connectionstatechange", self._on_state)
@@ -165,9 +165,7 @@ class Subscriber:
             raise ValueError("the answer SDP is too large")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         self._negotiated = True
-        for candidate in self._pending_candidates:
-            await self.pc.addIceCandidate(candidate)
-        self._pending_candidates.clear()
+        await self._pending_candidates.apply(self.pc)
         for out in added:
             self._check_codec(out)
 
@@ -196,9 +194,7 @@ class Subscriber:
 
     async def add_candidate(self, candidate: RTCIceCandidate | None) -> None:
         if not self._negotiated or self.pc.signalingState != "stable":
-            if len(self._pending_candidates) >= 64:
-                return
-            self._pending_candidates.append(candidate)
+            self._pending_candidates.hold(candidate)
             return
         await self.pc.addIceCandidate(candidate)
 
