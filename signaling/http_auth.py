@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .protocol import ProtocolError, bad_request
+from .protocol import ProtocolError, bad_request, valid_room
 from .tokens import Claims, TokenIssuer
 
 log = logging.getLogger("roomwire.http")
@@ -59,6 +59,21 @@ def request_token(request: web.Request) -> str | None:
 
 def authenticate(request: web.Request, issuer: TokenIssuer) -> Claims:
     return issuer.verify(request_token(request))
+
+
+def path_room(request: web.Request) -> str:
+    room = request.match_info["room"]
+    if not valid_room(room):
+        raise bad_request("room names match ^[A-Za-z0-9_-]{1,64}$")
+    return room
+
+
+def room_access(request: web.Request, issuer: TokenIssuer) -> tuple[str, Claims]:
+    """The `{room}` of the path, and claims of a token that opens it (that room's, or admin)."""
+    room = path_room(request)
+    claims = authenticate(request, issuer)
+    claims.require_room(room)
+    return room, claims
 
 
 def require_admin(request: web.Request, issuer: TokenIssuer) -> Claims:

@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .http_auth import authenticate, json_response, protocol_errors
+from .http_auth import json_response, protocol_errors, room_access
 from .presence_watchers import WatcherPresence, presence_flag
 from .protocol import EPOCH_PATTERN, bad_request
-from .rest_api import path_room
 
 if TYPE_CHECKING:
     from .server import SignalingServer
@@ -61,9 +60,7 @@ class PresencePoll:
 
     @protocol_errors
     async def handle(self, request: web.Request) -> web.Response:
-        room = path_room(request)
-        claims = authenticate(request, self.server.issuer)
-        claims.require_room(room)
+        room, claims = room_access(request, self.server.issuer)
         query = parse_poll_query(request.query)
         if presence_flag(request.query):
             # Before reading the log: a watcher's first poll sees itself in the snapshot.

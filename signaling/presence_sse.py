@@ -21,10 +21,9 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from .backend import Recovery
-from .http_auth import authenticate, protocol_errors
+from .http_auth import protocol_errors, room_access
 from .presence_watchers import WatcherPresence, presence_flag
 from .protocol import EPOCH_PATTERN
-from .rest_api import path_room
 
 if TYPE_CHECKING:
     from .server import SignalingServer
@@ -92,9 +91,7 @@ class PresenceSSE:
 
     @protocol_errors
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        room = path_room(request)
-        claims = authenticate(request, self.server.issuer)
-        claims.require_room(room)
+        room, claims = room_access(request, self.server.issuer)
         present = presence_flag(request.query)
         # `lastEventId` in the query: what EventSource polyfills send when they cannot set headers.
         epoch, offset = parse_event_id(request.headers.get("Last-Event-ID") or request.query.get("lastEventId"))

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from .http_auth import authenticate, install_cors, json_body, json_response, protocol_errors, require_admin
+from .http_auth import (
+    install_cors,
+    json_body,
+    json_response,
+    path_room,
+    protocol_errors,
+    require_admin,
+    room_access,
+)
 from .metrics import CONTENT_TYPE_LATEST
 from .protocol import ProtocolError, bad_request, parse_message, valid_room
 from .tokens import DEFAULT_TTL, Grants, check_metadata, check_name
@@ -31,13 +39,6 @@ def add_rest_routes(app: web.Application, server: SignalingServer, prefix: str) 
         routes.append(web.post(f"{prefix}/api/dev/token", api.dev_token))
     app.add_routes(routes)
     install_cors(app, prefix, server.cors_origins)
-
-
-def path_room(request: web.Request) -> str:
-    room = request.match_info["room"]
-    if not valid_room(room):
-        raise bad_request("room names match ^[A-Za-z0-9_-]{1,64}$")
-    return room
 
 
 class RestAPI:
@@ -85,8 +86,7 @@ class RestAPI:
 
     @protocol_errors
     async def get_room(self, request: web.Request) -> web.Response:
-        room = path_room(request)
-        authenticate(request, self.server.issuer).require_room(room)
+        room, _ = room_access(request, self.server.issuer)
         snapshot = await self.server.backend.snapshot(room)
         if snapshot is None or not snapshot.participants:
             raise ProtocolError("not_found", f"no room {room!r}")
