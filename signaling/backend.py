@@ -16,6 +16,8 @@ Participant = dict[str, Any]
 PresenceEvent = dict[str, Any]
 # (room, identity, owner) of a participant whose node died
 LostHandler = Callable[[str, str, str], Awaitable[Any]]
+# Hands one presence event of a followed room to this node's sockets.
+Deliver = Callable[[PresenceEvent], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,10 @@ class Membership:
 class StateBackend(ABC):
     """Presence logs and participants of every room, behind one async interface."""
 
+    # True when other nodes change the same rooms. Emits relayed between nodes could then
+    # arrive out of log order, so each node delivers presence to its own sockets from the log.
+    shared = False
+
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Start background work (sweepers, heartbeats)."""
 
@@ -78,6 +84,12 @@ class StateBackend(ABC):
 
         Only a backend shared by several nodes can lose one; in one process nothing calls it.
         """
+
+    async def follow(self, room: str, deliver: Deliver, wanted: Callable[[], bool]) -> None:
+        """Make sure `deliver` gets every event appended to `room` from now on, in log order,
+        once each, while `wanted()` holds (checked after each read). Only a shared backend can.
+        """
+        raise NotImplementedError("only a shared backend follows rooms")
 
     @abstractmethod
     async def join(self, room: str, participant: Participant, owner: str) -> JoinResult:

@@ -10,6 +10,8 @@ participants it holds in `node:<id>:held`. A node that finds another node's key 
 a participant that reconnected elsewhere meanwhile is left alone and no leave is emitted twice.
 
 `recover(wait=...)`: the waiters of one room on this node share one XREAD BLOCK.
+`follow`: while a node has sockets in a room, one more XREAD BLOCK hands that room's events to
+them in stream order (python-socketio's Redis pub/sub could reorder emits of two nodes).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +29,7 @@ from redis import asyncio as aioredis
 
 from . import redis_scripts
 from .backend import (
+    Deliver,
     JoinResult,
     LostHandler,
     Membership,
@@ -75,6 +79,8 @@ class RoomFollower:
 
 
 class RedisBackend(StateBackend):
+    shared = True
+
     def __init__(
         self,
         url: str,
@@ -92,6 +98,7 @@ class RedisBackend(StateBackend):
         self._recover = self.redis.register_script(redis_scripts.RECOVER)
         self._keep = self.redis.register_script(redis_scripts.KEEP)
         self._followers: dict[str, RoomFollower] = {}
+        self._deliveries: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.on_lost: LostHandler = self._leave_lost
 
@@ -242,6 +249,47 @@ class RedisBackend(StateBackend):
             if self._followers.get(room) is follower and follower.waiters == 0:
                 del self._followers[room]
 
+    # -- delivery to this node's sockets -----------------------------------------------------
+
+    async def follow(self, room: str, deliver: Deliver, wanted: Callable[[], bool]) -> None:
+        if self._delivering(room):
+            return
+        log_key = self._keys(room)[1]
+        newest = await self.redis.xrevrange(log_key, count=1)
+        if self._delivering(room):  # another join started it meanwhile, from no later an entry
+            return
+        start = stream_id(newest[0][0]) if newest else (0, 0)
+        self._deliveries[room] = asyncio.create_task(
+            self._deliver(room, start, deliver, wanted), name=f"roomwire-deliver-{room}"
+        )
+
+    def _delivering(self, room: str) -> bool:
+        task = self._deliveries.get(room)
+        return task is not None and not task.done()
+
+    async def _deliver(self, room: str, last_id: tuple[int, int], deliver: Deliver, wanted: Callable[[], bool]) -> None:
+        log_key = self._keys(room)[1]
+        try:
+            # `wanted()` is checked and the task ends in one step, so a join that finds this task
+            # still running is sure to be delivered to.
+            while wanted():
+                try:
+                    reply = await self.redis.xread({log_key: "{}-{}".format(*last_id)}, block=FOLLOW_BLOCK_MS)
+                except aioredis.RedisError:
+                    log.exception("delivering room %s failed; retrying", room)
+                    await asyncio.sleep(1.0)
+                    continue
+                for _, entries in reply or []:
+                    for raw_id, fields in entries:
+                        last_id = stream_id(raw_id)
+                        try:
+                            await deliver(json.loads(fields["e"]))
+                        except Exception:
+                            log.exception("delivering an event of room %s failed", room)
+        finally:
+            if self._deliveries.get(room) is asyncio.current_task():
+                del self._deliveries[room]
+
     # -- node liveness ---------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -256,6 +304,7 @@ class RedisBackend(StateBackend):
 
     async def close(self) -> None:
         tasks = self._tasks + [f.task for f in self._followers.values() if f.task is not None]
+        tasks += self._deliveries.values()
         self._tasks = []
         for task in tasks:
             task.cancel()
@@ -263,6 +312,7 @@ class RedisBackend(StateBackend):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._followers.clear()
+        self._deliveries.clear()
         with contextlib.suppress(aioredis.RedisError):
             await self.redis.delete(self._node_key(self.node_id, "alive"))
             # Participants still held are left to the surviving nodes' reapers.

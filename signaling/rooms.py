@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -81,8 +82,28 @@ class RoomService:
         return lock
 
     async def broadcast(self, room: str, event: PresenceEvent) -> None:
+        if self.backend.shared:
+            return  # every node delivers it to its own sockets from the log: see `_deliver`
         self.metrics.events_out.labels("presence").inc()
         await self.sio.emit("presence", event, room=sio_room(room))
+
+    async def _deliver(self, room: str, event: PresenceEvent) -> None:
+        # Local sockets only (ignore_queue): the other nodes deliver the same event from the log.
+        self.metrics.events_out.labels("presence").inc()
+        await self.sio.emit("presence", event, room=sio_room(room), ignore_queue=True)
+
+    def _has_local_sockets(self, room: str) -> bool:
+        return bool(self.sio.manager.rooms.get("/", {}).get(sio_room(room)))
+
+    async def _follow(self, room: str) -> None:
+        """With a shared backend, deliver the room's log to this node's sockets while it has any.
+
+        Called after the socket entered the Socket.IO room and before its join is appended, so
+        the delivery starts no later than the join event and the member misses nothing after it.
+        """
+        await self.backend.follow(
+            room, functools.partial(self._deliver, room), functools.partial(self._has_local_sockets, room)
+        )
 
     async def admit(self, room: str, participant: Participant) -> None:
         """Ask the embedding app's `on_join` hooks; a returned reason refuses the join."""
@@ -92,6 +113,8 @@ class RoomService:
                 raise ProtocolError("forbidden", str(reason))
 
     async def join(self, room: str, participant: Participant, owner: str) -> JoinResult:
+        if self.backend.shared and is_socket_owner(owner):
+            await self._follow(room)
         async with self._lock(room):
             result = await self.backend.join(room, participant, owner)
             if result.replaced_owner is None:

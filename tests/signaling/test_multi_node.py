@@ -201,3 +201,25 @@ async def test_dead_node_participants_leave(start_node: StartNode, redis_url: st
         if doomed.poll() is None:
             doomed.kill()
             doomed.wait(timeout=10)
+
+
+async def test_presence_reaches_every_socket_in_log_order(nodes: list[RunningServer], redis: aioredis.Redis) -> None:
+    """Changes made on both nodes at once: each client sees the log's offsets, in order, once each."""
+    clients = [await connected(node, f"{name}{i}") for i in range(4) for node, name in zip(nodes, "ab", strict=True)]
+    await subscribed(redis, 2)
+    acks = [await client.call("join") for client in clients]
+    assert all(ack["ok"] for ack in acks)
+
+    async def churn(client: SioClient, who: int) -> None:
+        for n in range(10):
+            ack = await client.call("update", {"metadata": {"n": n, "who": who}})
+            assert "self" in ack, ack
+
+    await asyncio.gather(*(churn(client, i) for i, client in enumerate(clients)))
+    last = acks[-1]["offset"] + 10 * len(clients)
+    for client, ack in zip(clients, acks, strict=True):
+        await client.wait_for("presence", lambda e: e["offset"] == last)
+        offsets = [e["offset"] for e in client.events["presence"] if e["offset"] >= ack["offset"]]
+        assert offsets == list(range(ack["offset"], last + 1))
+    for client in clients:
+        await client.close()
