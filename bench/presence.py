@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,7 +48,8 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from signaling.tokens import TokenIssuer  # noqa: E402 - after the path fix, for a checkout
+from bench.serving import free_port, wait_serving  # noqa: E402 - after the path fix, for a checkout
+from signaling.tokens import TokenIssuer  # noqa: E402
 
 SECRET = "bench-presence-secret-0123456789abcdef"
 TRANSPORTS = ("sse", "longpoll", "socketio")
@@ -66,11 +65,6 @@ def raise_fd_limit(needed: int) -> int:
         raise SystemExit(f"presence bench: needs ~{needed} file descriptors, the hard limit is {target}")
     return target
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -344,18 +338,6 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
 
 
-async def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
-    async with aiohttp.ClientSession() as session, asyncio.timeout(30):
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"presence bench: the server exited with {process.returncode}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(f"{url}/healthz") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-
-
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     chosen = [t for t in args.only.split(",") if t]
     unknown = set(chosen) - set(TRANSPORTS)
@@ -367,7 +349,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     process = start_server(port)
     results: dict[str, Any] = {}
     try:
-        await wait_healthy(url, process)
+        await wait_serving(f"{url}/healthz", process.poll)
         server = psutil.Process(process.pid)
         issuer = TokenIssuer(SECRET)
         connector = aiohttp.TCPConnector(limit=0)

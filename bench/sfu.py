@@ -27,20 +27,19 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import psutil
 from aiortc import RTCPeerConnection
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[0] = str(REPO)  # the repository's packages, not bench/ (which has a signaling.py)
 
+from bench.serving import free_port, wait_serving  # noqa: E402
 from bench.sfu_load import (  # noqa: E402
     FPS,
     Counter,
@@ -59,12 +58,6 @@ POOL_SIZE = 8  # counting subscribers per load-generator process
 # -- one measured run ---------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def start_server(kind: str) -> tuple[asyncio.subprocess.Process, str, str]:
     port = free_port()
     secret = secrets.token_urlsafe(24)
@@ -76,15 +69,12 @@ async def start_server(kind: str) -> tuple[asyncio.subprocess.Process, str, str]
     env = {**os.environ, "ROOMWIRE_SECRET": secret, "PYTHONPATH": str(REPO)}
     proc = await asyncio.create_subprocess_exec(*command, cwd=REPO, env=env, stdout=asyncio.subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-        for _ in range(200):
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(url + ("/healthz" if kind == "roomwire" else "/")) as response:
-                    if response.status in (200, 404, 405):
-                        return proc, url, secret
-            await asyncio.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"the {kind} server did not start")
+    try:
+        await wait_serving(url + ("/healthz" if kind == "roomwire" else "/"), lambda: proc.returncode, timeout=20)
+    except RuntimeError:
+        proc.kill()
+        raise
+    return proc, url, secret
 
 
 def cpu_seconds(proc: psutil.Process) -> float:

@@ -31,13 +31,11 @@ import secrets
 import signal
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import aiohttp
 import psutil
 import uvloop
 
@@ -46,6 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 # `signaling` package: the repository root goes there instead.
 sys.path[0] = str(REPO)
 
+from bench.serving import free_port, wait_serving  # noqa: E402
 from bench.signaling_load import LoadResult, NodeLoad, PythonLoad, Scenario  # noqa: E402
 from signaling.tokens import TokenIssuer  # noqa: E402
 
@@ -72,14 +71,6 @@ class Target:
         return f"http://127.0.0.1:{self.port}"
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def targets(secret: str) -> list[Target]:
     roomwire_port, node_port = free_port(), free_port()
     roomwire = [
@@ -96,17 +87,10 @@ async def start(target: Target) -> None:
     target.proc = await asyncio.create_subprocess_exec(
         *target.command, cwd=REPO, stdout=asyncio.subprocess.DEVNULL, stderr=target.log
     )
-    async with aiohttp.ClientSession() as http:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if target.proc.returncode is not None:
-                raise SystemExit(f"bench: {target.name} server exited: {target.errors()}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"{target.url}/healthz") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    raise SystemExit(f"bench: {target.name} server did not answer /healthz within 30 s")
+    try:
+        await wait_serving(f"{target.url}/healthz", lambda: target.proc.returncode)
+    except RuntimeError as exc:
+        raise SystemExit(f"bench: {target.name} server: {exc}: {target.errors()}") from None
 
 
 async def stop(target: Target) -> None:
