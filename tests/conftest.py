@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from signaling import Grants, SignalingServer
+from signaling.web_routes import add_web_routes
 
 SECRET = "test-secret-0123456789-abcdefghij"
 REPO = Path(__file__).resolve().parent.parent
@@ -88,23 +89,37 @@ async def start_app(app: web.Application) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture
-async def make_server() -> AsyncIterator[MakeServer]:
-    """`await make_server(**SignalingServer options)` starts a real server; all stop at teardown."""
-    runners: list[web.AppRunner] = []
+class Servers:
+    """Real roomwire servers on ephemeral ports; `close()` stops them all."""
 
-    async def make(*, app: web.Application | None = None, prefix: str = "", **options: Any) -> RunningServer:
+    def __init__(self) -> None:
+        self._runners: list[web.AppRunner] = []
+
+    async def start(
+        self, *, app: web.Application | None = None, prefix: str = "", web_client: bool = False, **options: Any
+    ) -> RunningServer:
+        """`options` go to SignalingServer; `web_client` adds the browser client's routes."""
         options.setdefault("secret", SECRET)
         server = SignalingServer(**options)
         app = app or web.Application()
         server.attach(app, prefix=prefix)
+        if web_client:
+            add_web_routes(app, prefix=prefix, web_dir=REPO / "web", dev=server.dev)
         runner, url = await start_app(app)
-        runners.append(runner)
+        self._runners.append(runner)
         return RunningServer(url=url, server=server, app=app, prefix=prefix)
 
-    yield make
-    for runner in reversed(runners):
-        await runner.cleanup()
+    async def close(self) -> None:
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+
+
+@pytest.fixture
+async def make_server() -> AsyncIterator[MakeServer]:
+    """`await make_server(**SignalingServer options)` starts a real server; all stop at teardown."""
+    servers = Servers()
+    yield servers.start
+    await servers.close()
 
 
 @pytest.fixture

@@ -14,12 +14,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from media.sfu import SFU
-from signaling import SignalingServer
-from signaling.web_routes import add_web_routes
-from tests.conftest import REPO, SECRET, RunningServer, require_chromium, require_node_modules, start_app
+from tests.conftest import REPO, RunningServer, Servers, require_chromium, require_node_modules
 
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM_FLAGS = [
@@ -58,20 +55,15 @@ MakeWebServer = Callable[..., Awaitable[RunningServer]]
 @pytest_asyncio.fixture(loop_scope="session")
 async def make_web_server() -> AsyncIterator[MakeWebServer]:
     """`await make_web_server(prefix="")`: roomwire as `roomwire serve --dev` builds it."""
-    runners: list[web.AppRunner] = []
+    servers = Servers()
 
     async def make(prefix: str = "") -> RunningServer:
-        server = SignalingServer(secret=SECRET, dev=True, media=SFU(ice_servers=[], offer_timeout=5))
-        app = web.Application()
-        server.attach(app, prefix=prefix)
-        add_web_routes(app, prefix=prefix, web_dir=REPO / "web", dev=True)
-        runner, url = await start_app(app)
-        runners.append(runner)
-        return RunningServer(url=url, server=server, app=app, prefix=prefix)
+        return await servers.start(
+            prefix=prefix, web_client=True, dev=True, media=SFU(ice_servers=[], offer_timeout=5)
+        )
 
     yield make
-    for runner in reversed(runners):
-        await runner.cleanup()
+    await servers.close()
 
 
 @pytest_asyncio.fixture(loop_scope="session")
