@@ -46,3 +46,10 @@ def test_serve_without_dev_or_secret_refuses_with_instructions():
 def test_serve_refuses_a_short_secret():
     result = run("serve", "--port", "0", "--media", "none", secret="short")
     assert result.returncode == 2 and "at least 32 bytes" in result.stderr
+
+
+def test_serve_refuses_malformed_ice_servers():
+    not_json = run("serve", "--port", "0", "--media", "none", "--ice-servers", "[{urls")
+    assert not_json.returncode != 0 and "--ice-servers must be JSON" in not_json.stderr
+    no_urls = run("serve", "--port", "0", "--media", "none", "--ice-servers", '[{"username": "u"}]')
+    assert no_urls.returncode != 0 and "list of {urls" in no_urls.stderr

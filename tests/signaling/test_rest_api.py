@@ -119,3 +119,34 @@ async def test_cors_only_for_configured_origins(make_server):
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{default.url}/healthz", headers={"Origin": "https://app.example"}) as resp:
             assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+async def test_bad_rest_input_gets_protocol_errors_and_changes_nothing(make_server):
+    import asyncio
+
+    running = await make_server(dev=True)
+    alice, _ = await joined_client(running.url, running.token("r1", "alice"))
+    admin = bearer(running.admin_token())
+    expired = running.token(None, "ops", grants={"admin": True}, ttl=1)
+    await asyncio.sleep(1.1)
+    cases = [
+        ("GET", "/api/rooms/bad%20room", admin, None, 400, "bad_request"),
+        ("POST", "/api/rooms/r1/messages", admin, {"to": "alice"}, 400, "bad_request"),
+        ("POST", "/api/rooms/r1/messages", admin, {"data": 1, "to": 7}, 400, "bad_request"),
+        ("POST", "/api/rooms/r1/messages", admin, {"data": 1, "to": "ghost"}, 404, "not_found"),
+        ("POST", "/api/rooms/r1/messages", admin, [1, 2], 400, "bad_request"),
+        ("GET", "/api/rooms", bearer(expired), None, 401, "unauthorized"),
+        ("GET", "/api/rooms", {"Authorization": "Basic YWRtaW46eA=="}, None, 401, "unauthorized"),
+        ("POST", "/api/tokens", admin, {"room": "r1", "identity": "x", "ttl": 10**9}, 400, "bad_request"),
+        ("POST", "/api/tokens", admin, {"room": "r1", "identity": "x", "grants": {"root": True}}, 400, "bad_request"),
+        ("POST", "/api/dev/token", {}, {"room": "r1", "name": "n" * 129}, 400, "bad_request"),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for method, path, headers, body, status, code in cases:
+            async with http.request(method, running.url + path, headers=headers, json=body) as resp:
+                assert (resp.status, (await resp.json())["error"]["code"]) == (status, code), (method, path, body)
+    snapshot = await running.server.backend.snapshot("r1")
+    assert snapshot.offset == 1 and [p["identity"] for p in snapshot.participants] == ["alice"]
+    await asyncio.sleep(0.1)
+    assert not alice.events["message"]
+    await alice.close()
