@@ -48,8 +48,9 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from roomwire.signaling.tokens import TokenIssuer  # noqa: E402
+
 from bench.serving import free_port, wait_serving  # noqa: E402 - after the path fix, for a checkout
-from signaling.tokens import TokenIssuer  # noqa: E402
 
 SECRET = "bench-presence-secret-0123456789abcdef"
 TRANSPORTS = ("sse", "longpoll", "socketio")
@@ -332,7 +333,7 @@ async def wait_until(condition: Callable[[], bool], tasks: list[asyncio.Task[Non
 
 def start_server(port: int) -> subprocess.Popen[bytes]:
     command = [
-        sys.executable, "-m", "signaling.cli", "serve", "--media", "none",
+        sys.executable, "-m", "roomwire.signaling.cli", "serve", "--media", "none",
         "--port", str(port), "--secret", SECRET, "--log-level", "warning",
     ]  # fmt: skip
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)

@@ -62,7 +62,7 @@ async def start_server(kind: str) -> tuple[asyncio.subprocess.Process, str, str]
     port = free_port()
     secret = secrets.token_urlsafe(24)
     if kind == "roomwire":
-        command = [sys.executable, "-m", "signaling.cli", "serve", "--media", "sfu", "--port", str(port)]
+        command = [sys.executable, "-m", "roomwire.signaling.cli", "serve", "--media", "sfu", "--port", str(port)]
         command += ["--log-level", "warning"]
     else:
         command = [sys.executable, str(REPO / "bench" / "sfu.py"), "--relay-server", "--port", str(port)]

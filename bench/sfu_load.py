@@ -16,10 +16,9 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-
-from media import aiortc_internals
-from media.sources import PatternVideoTrack, read_frame_counter
-from signaling.tokens import TokenIssuer
+from roomwire.media import aiortc_internals
+from roomwire.media.sources import PatternVideoTrack, read_frame_counter
+from roomwire.signaling.tokens import TokenIssuer
 
 FPS = 30
 LOOP_FRAMES = 150  # 5 s of video, replayed; frame counters 0..149

@@ -44,9 +44,10 @@ REPO = Path(__file__).resolve().parent.parent
 # `signaling` package: the repository root goes there instead.
 sys.path[0] = str(REPO)
 
+from roomwire.signaling.tokens import TokenIssuer  # noqa: E402
+
 from bench.serving import free_port, wait_serving  # noqa: E402
 from bench.signaling_load import LoadResult, NodeLoad, PythonLoad, Scenario  # noqa: E402
-from signaling.tokens import TokenIssuer  # noqa: E402
 
 NODE_DIR = REPO / "bench" / "node"
 
@@ -74,7 +75,7 @@ class Target:
 def targets(secret: str) -> list[Target]:
     roomwire_port, node_port = free_port(), free_port()
     roomwire = [
-        sys.executable, "-m", "signaling.cli", "serve", "--dev", "--media", "none",
+        sys.executable, "-m", "roomwire.signaling.cli", "serve", "--dev", "--media", "none",
         "--port", str(roomwire_port), "--secret", secret, "--log-level", "warning",
     ]  # fmt: skip
     node = ["node", str(NODE_DIR / "server.mjs"), "--port", str(node_port), "--secret", secret]

@@ -10,7 +10,7 @@ import os
 import sys
 import uuid
 
-from media.bot import Bot, Message, dev_token
+from roomwire.media.bot import Bot, Message, dev_token
 
 
 async def main(url: str, room: str, seconds: float | None) -> None:

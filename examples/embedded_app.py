@@ -12,8 +12,7 @@ import logging
 import os
 
 from aiohttp import web
-
-from signaling import SignalingServer
+from roomwire.signaling import SignalingServer
 
 BANNED = {"mallory"}
 

@@ -9,8 +9,8 @@ import asyncio
 import os
 import sys
 
-from media.bot import Bot, dev_token
-from media.sinks import Recorder
+from roomwire.media.bot import Bot, dev_token
+from roomwire.media.sinks import Recorder
 
 
 async def main(url: str, room: str, directory: str, seconds: float) -> None:

@@ -14,8 +14,7 @@ from collections import deque
 from typing import Any
 
 from aiortc import RTCDataChannel
-
-from signaling.protocol import MAX_MESSAGE_BYTES
+from roomwire.signaling.protocol import MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from signaling.protocol import MAX_SDP_BYTES, ProtocolError, bad_request
-from signaling.tokens import Grants
+from roomwire.signaling.protocol import MAX_SDP_BYTES, ProtocolError, bad_request
+from roomwire.signaling.tokens import Grants
 
 from . import aiortc_internals
 

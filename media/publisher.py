@@ -18,8 +18,7 @@ from typing import Any
 import av
 from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-
-from signaling.protocol import ProtocolError, bad_request
+from roomwire.signaling.protocol import ProtocolError, bad_request
 
 from . import aiortc_internals
 from .data_relay import DataRelay

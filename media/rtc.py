@@ -7,8 +7,7 @@ import asyncio
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer, RTCPeerConnection
-
-from signaling.protocol import bad_request
+from roomwire.signaling.protocol import bad_request
 
 MAX_PENDING_CANDIDATES = 64
 

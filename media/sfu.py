@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import RTCIceCandidate
-
-from signaling.media_backend import MediaSession, MediaSignaling
-from signaling.protocol import ProtocolError, bad_request
-from signaling.tokens import Grants
+from roomwire.signaling.media_backend import MediaSession, MediaSignaling
+from roomwire.signaling.protocol import ProtocolError, bad_request
+from roomwire.signaling.tokens import Grants
 
 from . import aiortc_internals
 from .data_relay import DataRelay

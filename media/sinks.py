@@ -25,11 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-
-from media.bot.tracks import RemoteTrack
+from roomwire.media.bot.tracks import RemoteTrack
 
 if TYPE_CHECKING:
-    from media.bot import Bot
+    from roomwire.media.bot import Bot
 
 log = logging.getLogger("roomwire.media.sinks")
 

@@ -22,9 +22,8 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
-
-from signaling.media_backend import MediaSignaling
-from signaling.protocol import MAX_SDP_BYTES
+from roomwire.signaling.media_backend import MediaSignaling
+from roomwire.signaling.protocol import MAX_SDP_BYTES
 
 from . import aiortc_internals
 from .data_relay import DataRelay

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from roomwire.web import WEB_DIR
 
 from .media_backend import MediaBackend
 from .server import SignalingServer
@@ -20,7 +21,7 @@ from .web_routes import add_web_routes
 
 log = logging.getLogger("roomwire.app")
 
-DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+DEFAULT_WEB_DIR = WEB_DIR
 
 
 @dataclass

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-
-from signaling import Grants, SignalingServer
-from signaling.web_routes import add_web_routes
+from roomwire.signaling import Grants, SignalingServer
+from roomwire.signaling.web_routes import add_web_routes
+from roomwire.web import WEB_DIR
 
 SECRET = "test-secret-0123456789-abcdefghij"
 REPO = Path(__file__).resolve().parent.parent
@@ -104,7 +104,7 @@ class Servers:
         app = app or web.Application()
         server.attach(app, prefix=prefix)
         if web_client:
-            add_web_routes(app, prefix=prefix, web_dir=REPO / "web", dev=server.dev)
+            add_web_routes(app, prefix=prefix, web_dir=WEB_DIR, dev=server.dev)
         runner, url = await start_app(app)
         self._runners.append(runner)
         return RunningServer(url=url, server=server, app=app, prefix=prefix)

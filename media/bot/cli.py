@@ -103,14 +103,14 @@ class RunningBot:
 def make_sources(args: argparse.Namespace) -> tuple[list[Any], str]:
     """Fresh sources for one bot, and how to describe them."""
     if args.pattern:
-        from media.sources import PatternVideoTrack, ToneAudioTrack
+        from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack
 
         width, height = args.size
         return [PatternVideoTrack(width, height, args.fps), ToneAudioTrack()], (
             f"a {width}x{height} test pattern at {args.fps:g} fps and a tone"
         )
     if args.play:
-        from media.file_source import FileSource
+        from roomwire.media.file_source import FileSource
 
         source = FileSource(args.play)
         kinds = ", ".join(
@@ -164,15 +164,15 @@ async def start_bot(args: argparse.Namespace, index: int) -> RunningBot:
         if needs_media and not bot.media_available:
             raise BotError("not_found", f"{args.url} relays no media (it runs without an SFU)")
         if args.record:
-            from media.sinks import Recorder
+            from roomwire.media.sinks import Recorder
 
             running.sink = Recorder(args.record, args.format).attach(bot)
         elif args.echo:
-            from media.sinks import Echo
+            from roomwire.media.sinks import Echo
 
             running.sink = Echo(bot)
         if bot.media_available:
-            from media.sinks import FrameCounter
+            from roomwire.media.sinks import FrameCounter
 
             running.counter = FrameCounter(consume=running.sink is None).attach(bot)
         if sources:

@@ -20,8 +20,7 @@ from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
-
-from media.rtc import rtc_configuration  # always explicit ICE servers: aiortc's default is unreachable
+from roomwire.media.rtc import rtc_configuration  # always explicit ICE servers: aiortc's default is unreachable
 
 from .tracks import RemoteTrack, SenderTrack, TrackInfo
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from roomwire.media.sfu import SFU
 
-from media.sfu import SFU
 from tests.conftest import MakeServer, RunningServer
 from tests.media.sfu_peer import SfuPeer
 

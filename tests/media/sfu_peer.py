@@ -12,8 +12,8 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from roomwire.media.sources import read_frame_counter
 
-from media.sources import read_frame_counter
 from tests.sio_client import SioClient
 
 

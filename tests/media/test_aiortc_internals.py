@@ -19,10 +19,9 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket
-
-from media import aiortc_internals
-from media.forwarding import is_keyframe
-from media.sources import PatternVideoTrack
+from roomwire.media import aiortc_internals
+from roomwire.media.forwarding import is_keyframe
+from roomwire.media.sources import PatternVideoTrack
 
 pytestmark = pytest.mark.timeout(30)
 

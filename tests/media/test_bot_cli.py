@@ -8,8 +8,8 @@ from collections import defaultdict
 
 import av
 import pytest
+from roomwire.media.sfu import SFU
 
-from media.sfu import SFU
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.timeout(120)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from roomwire.media.bot import Bot, BotError, Message, dev_token
 
-from media.bot import Bot, BotError, Message, dev_token
 from tests.sio_client import joined_client
 
 pytestmark = pytest.mark.timeout(60)
@@ -76,7 +76,7 @@ async def test_refused_token_and_unreachable_server_raise_clear_errors(running):
 
 
 async def test_publish_without_an_sfu_is_refused(running):
-    from media.sources import PatternVideoTrack
+    from roomwire.media.sources import PatternVideoTrack
 
     async with Bot.connect(running.url, running.token("r1", "bot")) as bot:
         with pytest.raises(BotError) as error:

@@ -7,10 +7,10 @@ import uuid
 
 import av
 import pytest
+from roomwire.media.bot import Bot
+from roomwire.media.sfu import SFU
+from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack
 
-from media.bot import Bot
-from media.sfu import SFU
-from media.sources import PatternVideoTrack, ToneAudioTrack
 from tests.conftest import REPO
 from tests.media.sfu_peer import SfuPeer
 from tests.sio_client import joined_client

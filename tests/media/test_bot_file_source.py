@@ -10,11 +10,10 @@ from pathlib import Path
 
 import av
 import pytest
-
-from media.bot import Bot
-from media.file_source import FileSource
-from media.sfu import SFU
-from media.sources import PatternVideoTrack, read_frame_counter
+from roomwire.media.bot import Bot
+from roomwire.media.file_source import FileSource
+from roomwire.media.sfu import SFU
+from roomwire.media.sources import PatternVideoTrack, read_frame_counter
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -7,10 +7,9 @@ import contextlib
 
 import pytest
 from aiortc.mediastreams import MediaStreamError
-
-from media.bot import Bot, BotError, Message, RemoteTrack
-from media.sfu import SFU
-from media.sources import PatternVideoTrack, ToneAudioTrack, read_frame_counter
+from roomwire.media.bot import Bot, BotError, Message, RemoteTrack
+from roomwire.media.sfu import SFU
+from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack, read_frame_counter
 
 pytestmark = pytest.mark.timeout(90)
 

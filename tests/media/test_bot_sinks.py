@@ -6,11 +6,10 @@ import asyncio
 
 import av
 import pytest
-
-from media.bot import Bot
-from media.sfu import SFU
-from media.sinks import Echo, FrameCounter, Recorder
-from media.sources import PatternVideoTrack, ToneAudioTrack, read_frame_counter
+from roomwire.media.bot import Bot
+from roomwire.media.sfu import SFU
+from roomwire.media.sinks import Echo, FrameCounter, Recorder
+from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack, read_frame_counter
 
 pytestmark = pytest.mark.timeout(90)
 

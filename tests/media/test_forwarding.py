@@ -7,8 +7,7 @@ import asyncio
 import av
 import pytest
 from aiortc.mediastreams import MediaStreamError
-
-from media.forwarding import (
+from roomwire.media.forwarding import (
     AUDIO_QUEUE_FRAMES,
     VIDEO_QUEUE_FRAMES,
     KeyframeRequester,

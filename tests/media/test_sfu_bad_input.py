@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
+from roomwire.media.data_relay import MAX_BUFFERED_BYTES
+from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack
 
-from media.data_relay import MAX_BUFFERED_BYTES
-from media.sources import PatternVideoTrack, ToneAudioTrack
 from tests.media.sfu_peer import wait_until
 
 pytestmark = pytest.mark.timeout(60)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from media.sources import PatternVideoTrack, ToneAudioTrack
+from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,8 +10,8 @@ import weakref
 import psutil
 import pytest
 from aiortc import RTCPeerConnection
+from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack
 
-from media.sources import PatternVideoTrack, ToneAudioTrack
 from tests.media.sfu_peer import SfuPeer, wait_until
 
 CYCLES = 50

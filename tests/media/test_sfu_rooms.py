@@ -6,8 +6,8 @@ import asyncio
 import json
 
 import pytest
+from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack
 
-from media.sources import PatternVideoTrack, ToneAudioTrack
 from tests.media.sfu_peer import wait_until
 
 pytestmark = pytest.mark.timeout(60)

@@ -7,8 +7,8 @@ import gc
 
 import pytest
 import socketio
+from roomwire.signaling import Retention
 
-from signaling import Retention
 from tests.sio_client import SioClient
 
 

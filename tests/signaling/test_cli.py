@@ -6,10 +6,11 @@ import os
 import subprocess
 import sys
 
-from signaling import TokenIssuer
+from roomwire.signaling import TokenIssuer
+
 from tests.conftest import SECRET
 
-ROOMWIRE = [sys.executable, "-m", "signaling.cli"]
+ROOMWIRE = [sys.executable, "-m", "roomwire.signaling.cli"]
 
 
 def run(*args: str, secret: str | None = SECRET, timeout: float = 30) -> subprocess.CompletedProcess[str]:

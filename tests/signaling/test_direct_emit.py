@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from signaling.direct_emit import DirectEmitManager
-from signaling.rooms import sio_room
+from roomwire.signaling.direct_emit import DirectEmitManager
+from roomwire.signaling.rooms import sio_room
+
 from tests.sio_client import SioClient, joined_client
 
 

@@ -15,10 +15,10 @@ import pytest
 import socketio
 from aiohttp import web
 from redis import asyncio as aioredis
+from roomwire.signaling import SignalingServer
+from roomwire.signaling.redis_backend import RedisBackend
+from roomwire.signaling.server import SERVER_KEY
 
-from signaling import SignalingServer
-from signaling.redis_backend import RedisBackend
-from signaling.server import SERVER_KEY
 from tests.conftest import SECRET, RunningServer, free_port, start_app
 from tests.signaling.redis_server import running_redis
 from tests.signaling.sse_reader import SSEReader
@@ -163,7 +163,7 @@ async def test_dead_node_participants_leave(start_node: StartNode, redis_url: st
     port = free_port()
     env = {**os.environ, "ROOMWIRE_SECRET": SECRET, "ROOMWIRE_REDIS_URL": redis_url}
     doomed = subprocess.Popen(  # noqa: ASYNC220 - started once, killed on purpose
-        [sys.executable, "-m", "signaling.cli", "serve", "--port", str(port), "--media", "none"],
+        [sys.executable, "-m", "roomwire.signaling.cli", "serve", "--port", str(port), "--media", "none"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:

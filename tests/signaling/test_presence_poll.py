@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
+from roomwire.signaling import Retention, presence_watchers
 
-from signaling import Retention, presence_watchers
 from tests.conftest import SECRET
 from tests.sio_client import joined_client
 

@@ -20,9 +20,9 @@ import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from roomwire.signaling import Retention, SignalingServer
+from roomwire.signaling.presence_routes import PRESENCE_KEY
 
-from signaling import Retention, SignalingServer
-from signaling.presence_routes import PRESENCE_KEY
 from tests.conftest import SECRET, start_app
 from tests.signaling.sse_reader import SSEReader
 

@@ -12,10 +12,10 @@ import aiohttp
 import jwt
 import pytest
 from aiohttp import web
+from roomwire.signaling import Retention, SignalingServer, presence_sse
+from roomwire.signaling.access_log import RedactingAccessLogger
+from roomwire.signaling.presence_routes import PRESENCE_KEY
 
-from signaling import Retention, SignalingServer, presence_sse
-from signaling.access_log import RedactingAccessLogger
-from signaling.presence_routes import PRESENCE_KEY
 from tests.conftest import SECRET, free_port
 from tests.signaling.sse_reader import SSEReader
 from tests.sio_client import joined_client

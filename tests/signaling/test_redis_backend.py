@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 import redis
+from roomwire.signaling.backend import Retention, StateBackend
+from roomwire.signaling.memory_backend import MemoryBackend
+from roomwire.signaling.redis_backend import RedisBackend
 
-from signaling.backend import Retention, StateBackend
-from signaling.memory_backend import MemoryBackend
-from signaling.redis_backend import RedisBackend
 from tests.signaling.redis_server import running_redis
 
 pytestmark = pytest.mark.timeout(60)

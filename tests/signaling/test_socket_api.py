@@ -193,7 +193,7 @@ async def test_bad_tokens_are_refused_at_connect(running, claims, code):
 
 
 async def test_flood_is_rate_limited_and_others_unaffected(make_server):
-    from signaling import RateLimit
+    from roomwire.signaling import RateLimit
 
     running = await make_server(rate_limit=RateLimit(rate=5, burst=10))
     flooder, _ = await joined_client(running.url, running.token("r1", "flood"))

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from roomwire.media.sfu import SFU
 
-from media.sfu import SFU
 from tests.conftest import REPO, RunningServer, Servers, require_chromium, require_node_modules
 
 ARTIFACTS = REPO / "test-artifacts"

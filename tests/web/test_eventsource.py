@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from roomwire.signaling import SignalingServer
+from roomwire.signaling.presence_routes import PRESENCE_KEY
 
-from signaling import SignalingServer
-from signaling.presence_routes import PRESENCE_KEY
 from tests.conftest import SECRET, start_app
 from tests.sio_client import joined_client
 

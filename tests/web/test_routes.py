@@ -10,8 +10,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from roomwire.signaling.web_routes import add_web_routes
 
-from signaling.web_routes import add_web_routes
 from tests.conftest import REPO, require_node_modules, start_app
 
 WEB = REPO / "web"
