@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from roomwire.signaling.protocol import MAX_SDP_BYTES, ProtocolError, bad_request
-from roomwire.signaling.tokens import Grants
+from roomwire.signaling.protocol import MAX_SDP_BYTES, Grants, ProtocolError, bad_request
 
 from . import aiortc_internals
 

@@ -15,8 +15,7 @@ from typing import Any
 
 from aiortc import RTCIceCandidate
 from roomwire.signaling.media_backend import MediaSession, MediaSignaling
-from roomwire.signaling.protocol import ProtocolError, bad_request
-from roomwire.signaling.tokens import Grants
+from roomwire.signaling.protocol import Grants, ProtocolError, bad_request
 
 from . import aiortc_internals
 from .data_relay import DataRelay

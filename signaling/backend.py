@@ -1,8 +1,8 @@
 """The state shared between nodes: presence logs and the participant registry.
 
-`StateBackend` is the one interface; `MemoryBackend` (one process) implements it now and a
-Redis backend (many nodes) later. Nothing here assumes the state is local: every call is async
-and returns copies, never live objects.
+`StateBackend` is the one interface, with two implementations: `MemoryBackend` (one process,
+the embedded default) and `RedisBackend` (many nodes). Nothing here assumes the state is
+local: every call is async and returns copies, never live objects.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-Participant = dict[str, Any]
-PresenceEvent = dict[str, Any]
+from .protocol import Participant, PresenceEvent
+
 # (room, identity, owner) of a participant whose node died
 LostHandler = Callable[[str, str, str], Awaitable[Any]]
 # Hands one presence event of a followed room to this node's sockets.

@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
-from .tokens import DEFAULT_TTL, Grants, TokenIssuer
+from .protocol import Grants, ProtocolError
+from .tokens import DEFAULT_TTL, TokenIssuer
 
 SECRET_HELP = (
     "set ROOMWIRE_SECRET (or pass --secret) to a long random string, for example:\n"
@@ -46,7 +47,7 @@ def serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from .access_log import RedactingAccessLogger
-    from .app import ServeConfig, build_app
+    from .server import RUNNER_OPTIONS, ServeConfig, build_app
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     secret = args.secret or os.environ.get("ROOMWIRE_SECRET")
@@ -68,6 +69,7 @@ def serve(args: argparse.Namespace) -> int:
         port=args.port,
         dev=args.dev,
         cors_origins=args.cors_origin,
+        frame_ancestors=args.frame_ancestor,
         ice_servers=parse_ice_servers(args.ice_servers),
         media=args.media,
         redis_url=args.redis_url or None,
@@ -93,11 +95,10 @@ def serve(args: argparse.Namespace) -> int:
         app,
         host=args.host,
         port=args.port,
-        handler_cancellation=True,
-        shutdown_timeout=3,
         access_log_class=RedactingAccessLogger,
         print=announce,
         loop=loop,
+        **RUNNER_OPTIONS,
     )
     return 0
 
@@ -118,7 +119,7 @@ def token(args: argparse.Namespace) -> int:
             grants=Grants(admin=args.admin),
             ttl=args.ttl,
         )
-    except ValueError as exc:
+    except (ValueError, ProtocolError) as exc:
         print(f"roomwire: {exc}", file=sys.stderr)
         return 2
     print(minted)
@@ -136,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev", action="store_true", help="development mode: POST /api/dev/token mints tokens")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser pages from this origin (repeatable); none by default")
+    p.add_argument("--frame-ancestor", action="append", default=[], metavar="ORIGIN",
+                   help="let pages of this origin frame the web client (repeatable); only its own by default")
     p.add_argument("--ice-servers", default=os.environ.get("ROOMWIRE_ICE_SERVERS", "[]"),
                    help="JSON list of ICE servers handed to clients and used by the SFU")
     p.add_argument("--redis-url", default=os.environ.get("ROOMWIRE_REDIS_URL"),

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .protocol import ProtocolError, bad_request, valid_room
+from .protocol import ProtocolError, bad_request, encoded_json, valid_room
 from .tokens import Claims, TokenIssuer
 
 log = logging.getLogger("roomwire.http")
@@ -90,10 +90,11 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise ProtocolError("too_large", "the request body is too large") from None
     try:
         data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise bad_request("the body must be a JSON object") from None
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"the body must be a JSON object: {exc}") from None
     if not isinstance(data, dict):
         raise bad_request("the body must be a JSON object")
+    encoded_json(data, "the body")
     return data
 
 

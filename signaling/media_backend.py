@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .tokens import Grants
+from .protocol import Grants
 
 
 @dataclass(frozen=True)

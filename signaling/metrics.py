@@ -25,6 +25,12 @@ class Metrics:
             "roomwire_events_out", "Events sent to clients", ["event"], registry=self.registry
         )
         self.errors = Counter("roomwire_errors", "Errors answered, by code", ["code"], registry=self.registry)
+        self.connections_dropped = Counter(
+            "roomwire_connections_dropped",
+            "Connections the server closed to protect itself, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -6,9 +6,9 @@ import asyncio
 import secrets
 import time
 from collections import deque
-from typing import Any
 
-from .backend import Participant, PresenceEvent, Recovery, Retention
+from .backend import Recovery, Retention
+from .protocol import Participant, PresenceEvent
 
 
 def new_epoch() -> str:
@@ -91,6 +91,3 @@ class PresenceLog:
         horizon = time.monotonic() - self.retention.max_age
         while self._events and self._events[0][0] < horizon:
             self._events.popleft()
-
-    def stats(self) -> dict[str, Any]:
-        return {"events": len(self._events), "participants": len(self.participants)}

@@ -10,16 +10,15 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
+from .backend import StateBackend
 from .http_auth import json_response, protocol_errors, room_access
 from .presence_watchers import WatcherPresence, presence_flag
 from .protocol import EPOCH_PATTERN, bad_request
-
-if TYPE_CHECKING:
-    from .server import SignalingServer
+from .tokens import TokenIssuer
 
 DEFAULT_TIMEOUT = 25.0
 MAX_TIMEOUT = 60.0
@@ -54,18 +53,19 @@ def parse_poll_query(query: Any) -> PollQuery:
 
 
 class PresencePoll:
-    def __init__(self, server: SignalingServer, watchers: WatcherPresence) -> None:
-        self.server = server
+    def __init__(self, issuer: TokenIssuer, backend: StateBackend, watchers: WatcherPresence) -> None:
+        self.issuer = issuer
+        self.backend = backend
         self.watchers = watchers
 
     @protocol_errors
     async def handle(self, request: web.Request) -> web.Response:
-        room, claims = room_access(request, self.server.issuer)
+        room, claims = room_access(request, self.issuer)
         query = parse_poll_query(request.query)
         if presence_flag(request.query):
             # Before reading the log: a watcher's first poll sees itself in the snapshot.
             await self.watchers.renew(room, claims, "longpoll", query.timeout)
-        recovery = await self.server.backend.recover(room, query.epoch, query.offset, wait=query.timeout)
+        recovery = await self.backend.recover(room, query.epoch, query.offset, wait=query.timeout)
         body: dict[str, Any] = {"epoch": recovery.epoch, "offset": recovery.offset}
         if recovery.is_snapshot:
             body["snapshot"] = {"participants": recovery.participants}

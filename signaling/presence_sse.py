@@ -14,19 +14,17 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
-from .backend import Recovery
+from .backend import Recovery, StateBackend
 from .http_auth import protocol_errors, room_access
 from .presence_watchers import WatcherPresence, presence_flag
 from .protocol import EPOCH_PATTERN
-
-if TYPE_CHECKING:
-    from .server import SignalingServer
+from .tokens import TokenIssuer
 
 log = logging.getLogger("roomwire.presence.sse")
 
@@ -77,8 +75,9 @@ class PresenceStream:
 
 
 class PresenceSSE:
-    def __init__(self, server: SignalingServer, watchers: WatcherPresence) -> None:
-        self.server = server
+    def __init__(self, issuer: TokenIssuer, backend: StateBackend, watchers: WatcherPresence) -> None:
+        self.issuer = issuer
+        self.backend = backend
         self.watchers = watchers
         self.streams: set[PresenceStream] = set()
 
@@ -91,7 +90,7 @@ class PresenceSSE:
 
     @protocol_errors
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        room, claims = room_access(request, self.server.issuer)
+        room, claims = room_access(request, self.issuer)
         present = presence_flag(request.query)
         # `lastEventId` in the query: what EventSource polyfills send when they cannot set headers.
         epoch, offset = parse_event_id(request.headers.get("Last-Event-ID") or request.query.get("lastEventId"))
@@ -140,7 +139,7 @@ class PresenceSSE:
         epoch: str | None,
         offset: int | None,
     ) -> None:
-        backend = self.server.backend
+        backend = self.backend
         recovery = await backend.recover(stream.room, epoch, offset)
         while request.transport is not None and not stream.closing:
             await self._send(sse, stream, recovery)
@@ -161,7 +160,7 @@ class PresenceSSE:
         """Removed from the room: the events up to now (its own leave among them), then `kicked`."""
         try:
             async with asyncio.timeout(1):
-                await self._send(sse, stream, await self.server.backend.recover(stream.room, *stream.position))
+                await self._send(sse, stream, await self.backend.recover(stream.room, *stream.position))
                 await sse.send(_json({"reason": stream.reason}), event="kicked")
         except (TimeoutError, ConnectionError, RuntimeError):
             pass

@@ -16,15 +16,12 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .backend import Participant
-from .protocol import ProtocolError, bad_request
-from .rooms import new_participant
+from .backend import StateBackend
+from .protocol import Participant, ProtocolError, bad_request
+from .rooms import RoomService, new_participant
 from .tokens import Claims
-
-if TYPE_CHECKING:
-    from .server import SignalingServer
 
 log = logging.getLogger("roomwire.watchers")
 
@@ -67,16 +64,13 @@ class Lease:
 
 
 class WatcherPresence:
-    """The leases of every present watcher of one SignalingServer."""
+    """The leases of every present watcher of one node. `removed` must hear every leave."""
 
-    def __init__(self, server: SignalingServer) -> None:
-        self.server = server
+    def __init__(self, rooms: RoomService, backend: StateBackend) -> None:
+        self.rooms = rooms
+        self.backend = backend
         self._leases: dict[tuple[str, str], Lease] = {}
         self._leaving: set[asyncio.Task[None]] = set()
-        server.on_leave(self._on_leave)
-
-    def lease(self, room: str, identity: str) -> Lease | None:
-        return self._leases.get((room, identity))
 
     async def hold(self, room: str, claims: Claims, transport: str) -> Lease:
         """An SSE stream opens: present until it closes (and the grace passes)."""
@@ -142,8 +136,8 @@ class WatcherPresence:
 
     async def _join(self, lease: Lease, claims: Claims) -> None:
         participant = new_participant(claims, lease.transport)
-        await self.server.rooms.admit(lease.room, participant)
-        await self.server.rooms.join(lease.room, participant, lease.owner)
+        await self.rooms.admit(lease.room, participant)
+        await self.rooms.join(lease.room, participant, lease.owner)
 
     def _expire_in(self, lease: Lease, delay: float) -> None:
         lease.cancel_expiry()
@@ -164,16 +158,17 @@ class WatcherPresence:
             if lease.joined is not None:
                 with contextlib.suppress(Exception):
                     await lease.joined  # a slow join (an on_join hook) first, else it would outlive us
-            await self.server.rooms.leave(lease.room, lease.identity, lease.owner, reason)
+            await self.rooms.leave(lease.room, lease.identity, lease.owner, reason)
         except Exception:
             log.exception("watcher %s of room %s failed to leave", lease.identity, lease.room)
 
-    async def _on_leave(self, room: str, participant: Participant, reason: str) -> None:
-        """Somebody else removed a watcher (a kick): drop its lease and end its streams."""
+    async def removed(self, room: str, participant: Participant, reason: str) -> None:
+        """A participant left: if somebody else removed a watcher of ours (a kick), drop its
+        lease and end its streams."""
         lease = self._leases.get((room, participant.get("identity", "")))
         if lease is None or lease.joined is None or not lease.joined.done():
             return  # our own expiry (already unregistered), or a lease still joining
-        member = await self.server.backend.membership(room, lease.identity)
+        member = await self.backend.membership(room, lease.identity)
         if member is not None and member.owner == lease.owner:
             return
         if self._leases.get((room, lease.identity)) is lease:

@@ -1,13 +1,17 @@
-"""Wire-protocol constants and the one error type every transport reports (PROTOCOL.md)."""
+"""The wire protocol (docs/protocol.md): its limits, its shapes, its one error type, and the one
+rule for what JSON a client may send.
+
+Bots and the SFU import this module and nothing else of the server, so it needs nothing but
+orjson: no aiohttp server, no python-socketio, no JWT.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal, NotRequired, TypedDict
 
 import orjson
-
-PROTOCOL_VERSION = 1
 
 ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 EPOCH_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -19,11 +23,18 @@ MAX_SIGNAL_BYTES = 64 * 1024
 MAX_SDP_BYTES = 128 * 1024
 # Engine.IO closes the connection above this; everything below is answered in the ack.
 MAX_PACKET_BYTES = 1024 * 1024
+# Objects and arrays in any JSON a client sends, the outermost one included. Far above what a
+# real payload needs, far below what breaks an encoder (orjson stops at 254 levels).
+MAX_JSON_DEPTH = 32
 
-TRANSPORTS = ("websocket", "polling", "sse", "longpoll", "bot")
 SIGNAL_TYPES = ("offer", "answer", "candidate", "bye")
-PRESENCE_TYPES = ("join", "leave", "update", "track")
-TRACK_KINDS = ("audio", "video")
+# `from` of a message the server (REST, an embedding app) sends: no participant may have it.
+SERVER_IDENTITY = "server"
+# Socket.IO's reserved event names (its emit-reserved list plus the connection events):
+# a client event with one of these names is refused, never dispatched.
+RESERVED_EVENTS = frozenset(
+    {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
+)
 
 # code -> HTTP status
 ERROR_STATUS: dict[str, int] = {
@@ -35,7 +46,75 @@ ERROR_STATUS: dict[str, int] = {
     "too_large": 413,
     "rate_limited": 429,
     "internal": 500,
+    "unavailable": 503,
 }
+
+
+# -- wire shapes -----------------------------------------------------------------------------
+
+
+class Track(TypedDict):
+    sid: str
+    kind: Literal["audio", "video"]
+    source: str
+
+
+class Participant(TypedDict):
+    identity: str
+    name: str
+    metadata: dict[str, Any]
+    joinedAt: int  # ms since the epoch
+    transport: Literal["websocket", "polling", "sse", "longpoll", "bot"]
+    tracks: list[Track]
+
+
+class PresenceEvent(TypedDict):
+    type: Literal["join", "leave", "update", "track"]
+    participant: Participant
+    epoch: str
+    offset: int
+    ts: int  # ms since the epoch
+
+
+# `from` is an identity, or SERVER_IDENTITY (a keyword in Python, hence this spelling)
+Message = TypedDict("Message", {"id": str, "from": str, "data": Any, "ts": int})
+
+
+class ErrorBody(TypedDict):
+    code: str
+    message: str
+
+
+class Ack(TypedDict):
+    """Every client event's answer: `{ok: true, ...}` or `{ok: false, error}`."""
+
+    ok: bool
+    error: NotRequired[ErrorBody]
+
+
+@dataclass(frozen=True)
+class Grants:
+    publish: bool = True
+    subscribe: bool = True
+    data: bool = True
+    admin: bool = False
+
+    @classmethod
+    def parse(cls, raw: object) -> Grants:
+        if raw is None:
+            return cls()
+        if not isinstance(raw, dict):
+            raise ValueError("grants must be an object")
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown grants: {', '.join(sorted(unknown))}")
+        for key, value in raw.items():
+            if not isinstance(value, bool):
+                raise ValueError(f"grant {key!r} must be a boolean")
+        return cls(**raw)
+
+
+# -- errors ----------------------------------------------------------------------------------
 
 
 class ProtocolError(Exception):
@@ -65,6 +144,9 @@ def bad_request(message: str) -> ProtocolError:
     return ProtocolError("bad_request", message)
 
 
+# -- rules -----------------------------------------------------------------------------------
+
+
 def valid_room(room: object) -> bool:
     return isinstance(room, str) and ROOM_PATTERN.fullmatch(room) is not None
 
@@ -73,12 +155,60 @@ def valid_identity(identity: object) -> bool:
     return isinstance(identity, str) and 1 <= len(identity) <= MAX_IDENTITY_LENGTH
 
 
-def encoded_size(value: Any) -> int:
-    """Bytes of `value` as JSON: the size limits count what travels on the wire."""
+def encoded_json(value: Any, what: str = "the payload") -> bytes:
+    """`value` as the JSON the server will send on: the one test of what a client may send.
+
+    The encoder that writes every answer (orjson) is the one that judges, so nothing accepted
+    here can fail later on its way out: strings must be valid UTF-8 (no lone surrogates),
+    integers fit 64 bits, and objects and arrays nest at most MAX_JSON_DEPTH levels.
+    """
+    if _depth_exceeds(value, MAX_JSON_DEPTH):
+        raise bad_request(f"{what} nests deeper than {MAX_JSON_DEPTH} levels of objects and arrays")
     try:
-        return len(orjson.dumps(value))
-    except TypeError:
-        raise bad_request("data must be JSON") from None
+        return orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise bad_request(f"{what} is not valid JSON: {exc}") from None
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    # Iterative: a value nested far deeper than the interpreter's recursion limit must not
+    # crash the check meant to refuse it.
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | tuple))
+    return False
+
+
+def check_name(name: object) -> str:
+    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
+        raise bad_request(f"name must be a string of at most {MAX_NAME_LENGTH} characters")
+    encoded_json(name, "name")
+    return name
+
+
+def check_metadata(metadata: object) -> dict[str, Any]:
+    if not isinstance(metadata, dict):
+        raise bad_request("metadata must be a JSON object")
+    size = len(encoded_json(metadata, "metadata"))
+    if size > MAX_METADATA_BYTES:
+        raise ProtocolError("too_large", f"metadata is {size} bytes encoded; the limit is {MAX_METADATA_BYTES}")
+    return metadata
+
+
+def check_data(value: Any, limit: int, what: str) -> Any:
+    """A `data` field (message, signal): valid JSON of at most `limit` bytes encoded."""
+    if len(encoded_json(value, what)) > limit:
+        raise ProtocolError("too_large", f"{what} is limited to {limit} bytes")
+    return value
 
 
 def parse_message(payload: dict[str, Any]) -> tuple[Any, str | None]:
@@ -88,6 +218,4 @@ def parse_message(payload: dict[str, Any]) -> tuple[Any, str | None]:
     to = payload.get("to")
     if to is not None and not valid_identity(to):
         raise bad_request("`to` must be a participant's identity")
-    if encoded_size(payload["data"]) > MAX_MESSAGE_BYTES:
-        raise ProtocolError("too_large", f"message data is limited to {MAX_MESSAGE_BYTES} bytes")
-    return payload["data"], to
+    return check_data(payload["data"], MAX_MESSAGE_BYTES, "message data"), to

@@ -14,10 +14,11 @@ from typing import Any
 
 import socketio
 
-from .backend import JoinResult, Participant, PresenceEvent, StateBackend
+from .backend import JoinResult, StateBackend
 from .media_backend import MediaBackend
 from .metrics import Metrics
-from .protocol import ProtocolError
+from .protocol import Participant, PresenceEvent, ProtocolError
+from .socketio_internals import has_local_members
 from .tokens import Claims
 
 log = logging.getLogger("roomwire.rooms")
@@ -69,9 +70,13 @@ class RoomService:
         # One lock per room keeps "change the log, then tell everyone" in log order. Weak values:
         # a lock lives only while somebody holds or waits for it.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        backend.on_node_lost(self._leave_lost)
+        self._left_listeners: list[LeaveHook] = []
 
-    async def _leave_lost(self, room: str, identity: str, owner: str) -> None:
+    def on_left(self, listener: LeaveHook) -> None:
+        """Have `listener` told of every leave (roomwire's own parts; apps use Hooks.on_leave)."""
+        self._left_listeners.append(listener)
+
+    async def leave_lost(self, room: str, identity: str, owner: str) -> None:
         """A participant held by a node that died leaves like one whose connection dropped."""
         await self.leave(room, identity, owner, "disconnected")
 
@@ -93,7 +98,7 @@ class RoomService:
         await self.sio.emit("presence", event, room=sio_room(room), ignore_queue=True)
 
     def _has_local_sockets(self, room: str) -> bool:
-        return bool(self.sio.manager.rooms.get("/", {}).get(sio_room(room)))
+        return has_local_members(self.sio, sio_room(room))
 
     async def _follow(self, room: str) -> None:
         """With a shared backend, deliver the room's log to this node's sockets while it has any.
@@ -140,7 +145,7 @@ class RoomService:
             await self.broadcast(room, event)
         if self.media is not None:
             await self.media.participant_left(room, identity)
-        for hook in self.hooks.on_leave:
+        for hook in [*self._left_listeners, *self.hooks.on_leave]:
             await run_hook(hook, room, event["participant"], reason)
         return True
 

@@ -1,32 +1,61 @@
-"""`SignalingServer`: the embeddable signaling service (Socket.IO, REST, presence fallbacks)."""
+"""The composition root: every part of roomwire is built, wired and started here, and only here.
+
+`SignalingServer` is what an embedding app attaches to its aiohttp application; `build_app`
+is what `roomwire serve` runs: the same server, plus the media backend found through the
+`roomwire.media` entry point (so that signaling never imports aiortc), the browser client and,
+given a Redis URL, the shared backend of a multi-node deployment.
+
+Each part gets the narrow things it uses (docs/architecture.md); the server owns their
+lifecycles: `start()` and `close()` (also run by the app's startup and shutdown) start and stop
+every one of them.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import socketio
 from aiohttp import web
+from roomwire.web import WEB_DIR
 
-from .backend import Participant, Retention, StateBackend
-from .direct_emit import DirectEmitManager
+from . import socketio_internals
+from .backend import Retention, StateBackend
+from .http_auth import install_cors
 from .media_backend import MediaBackend
+from .media_port import MediaPort
 from .memory_backend import MemoryBackend
 from .metrics import Metrics
-from .presence_routes import add_presence_routes
-from .protocol import MAX_PACKET_BYTES, ProtocolError, bad_request
+from .presence_poll import PresencePoll
+from .presence_sse import PresenceSSE
+from .presence_watchers import WatcherPresence
+from .protocol import MAX_PACKET_BYTES, SERVER_IDENTITY, Participant
 from .rate_limit import RateLimit
-from .rest_api import add_rest_routes
-from .rooms import Hooks, JoinHook, LeaveHook, MessageHook, RoomService, is_socket_owner
+from .rest_api import RestAPI
+from .rooms import Hooks, JoinHook, LeaveHook, MessageHook, RoomService
 from .socket_api import SocketAPI
+from .socketio_internals import DirectEmitManager, SocketLimits, SocketServer
 from .tokens import TokenIssuer
+from .web_routes import add_web_routes
 
 log = logging.getLogger("roomwire.server")
 
 SERVER_KEY = web.AppKey("roomwire_server", "SignalingServer")
+
+# aiohttp closes a connection that has sent no complete request for this long: its keep-alive
+# timer also runs before the first request, so stalled request headers cannot hold sockets.
+HTTP_IDLE_TIMEOUT = 5.0
+# How an aiohttp runner must run roomwire: handler cancellation ends pending Engine.IO long
+# polls at shutdown (else it waits ~45 s for them).
+RUNNER_OPTIONS: dict[str, Any] = {
+    "handler_cancellation": True,
+    "shutdown_timeout": 3.0,
+    "keepalive_timeout": HTTP_IDLE_TIMEOUT,
+}
 
 
 class SignalingServer:
@@ -51,21 +80,23 @@ class SignalingServer:
         ping_timeout: float = 3.0,
         websocket_compression: bool = False,
         client_manager: socketio.AsyncManager | None = None,
+        socket_limits: SocketLimits | None = None,
     ) -> None:
+        socketio_internals.verify()
         self.issuer = TokenIssuer(secret)
         self.backend = backend or MemoryBackend(retention)
         self.media = media
         self.dev = dev
         self.cors_origins = tuple(cors_origins)
         self.ice_servers = [dict(server) for server in ice_servers]
-        self.rate_limit = rate_limit or RateLimit()
         self.metrics = Metrics()
         self.hooks = Hooks()
-        self.prefix = ""
         # permessage-deflate costs ~180 KiB per idle connection and a quarter of the CPU
         # (docs/benchmarks.md); like Centrifugo and Node's socket.io, off unless asked for.
         self.websocket_compression = websocket_compression
-        self.sio = socketio.AsyncServer(
+        self.sio = SocketServer(
+            limits=socket_limits or SocketLimits(),
+            dropped=self.metrics.connections_dropped.labels("send_queue_full").inc,
             async_mode="aiohttp",
             # None = same origin only; a browser page from another origin needs --cors-origin.
             cors_allowed_origins=list(self.cors_origins) or None,
@@ -77,19 +108,44 @@ class SignalingServer:
             engineio_logger=False,
         )
         self.rooms = RoomService(self.backend, self.sio, self.metrics, self.hooks, media)
-        self.sockets = SocketAPI(self)
+        self.watchers = WatcherPresence(self.rooms, self.backend)
+        self.sockets = SocketAPI(
+            self.sio,
+            self.rooms,
+            self.issuer,
+            self.backend,
+            media,
+            self.metrics,
+            rate_limit or RateLimit(),
+            self.ice_servers,
+        )
+        self.rest = RestAPI(self.issuer, self.rooms, self.backend, self.metrics, dev)
+        self.sse = PresenceSSE(self.issuer, self.backend, self.watchers)
+        self.poll = PresencePoll(self.issuer, self.backend, self.watchers)
+        self.media_port = MediaPort(self.sio, self.backend, self.rooms, self.metrics)
+        self.backend.on_node_lost(self.rooms.leave_lost)
+        self.rooms.on_left(self.watchers.removed)
 
     # -- embedding -------------------------------------------------------------------------
 
     def attach(self, app: web.Application, prefix: str = "") -> None:
-        """Mount Socket.IO (`{prefix}/socket.io/`), the REST API and the presence fallbacks."""
+        """Mount Socket.IO (`{prefix}/socket.io/`), the REST API and the presence fallbacks.
+
+        Run the app with RUNNER_OPTIONS (`web.run_app(app, **RUNNER_OPTIONS)`).
+        """
         prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
-        self.prefix = prefix
         app[SERVER_KEY] = self
         for method in ("GET", "POST", "OPTIONS"):
             app.router.add_route(method, f"{prefix}/socket.io/", self._handle_engineio)
-        add_rest_routes(app, self, prefix)
-        add_presence_routes(app, self, prefix)
+        app.add_routes(self.rest.routes(prefix))
+        app.add_routes(
+            [
+                # No HEAD: it would join and leave a `presence=1` watcher for nothing.
+                web.get(f"{prefix}/rooms/{{room}}/presence/sse", self.sse.handle, allow_head=False),
+                web.get(f"{prefix}/rooms/{{room}}/presence/poll", self.poll.handle, allow_head=False),
+            ]
+        )
+        install_cors(app, prefix, self.cors_origins)
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
 
@@ -111,22 +167,20 @@ class SignalingServer:
     async def start(self) -> None:
         await self.backend.start()
         if self.media is not None:
-            await self.media.start(self)
+            await self.media.start(self.media_port)
 
     async def close(self) -> None:
+        # SSE streams end first (EventSource clients reconnect, perhaps to another node), then
+        # present watchers and sockets leave while the backend can still record it.
+        self.sse.close_streams()
+        await self.watchers.close()
         for sid in list(self.sockets.connections):
             await self.sio.disconnect(sid)
         await self.sockets.drain()
         if self.media is not None:
             await self.media.close()
         await self.backend.close()
-        # python-socketio starts a pub/sub manager's listener (AsyncRedisManager) and never
-        # stops it
-        listener = getattr(self.sio.manager, "thread", None)
-        if isinstance(listener, asyncio.Task):
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        await socketio_internals.stop_listener(self.sio)
 
     def on_join(self, hook: JoinHook) -> JoinHook:
         """Register `async def hook(room, participant) -> str | None`; a reason string refuses."""
@@ -147,7 +201,7 @@ class SignalingServer:
 
     async def send(self, room: str, data: Any, to: str | None = None) -> str:
         """Send `message` from "server" to a room or one participant; returns its id."""
-        return await self.rooms.send(room, "server", data, to, skip=None)
+        return await self.rooms.send(room, SERVER_IDENTITY, data, to, skip=None)
 
     async def kick(self, room: str, identity: str, reason: str = "removed") -> bool:
         """Remove a participant (it receives `kicked`); False if it was not there."""
@@ -159,27 +213,57 @@ class SignalingServer:
             return []
         return snapshot.participants or []
 
-    # -- MediaSignaling: the port the media backend talks back through ----------------------
 
-    async def send_offer(
-        self, room: str, identity: str, sdp: str, timeout: float, extra: dict[str, Any] | None = None
-    ) -> str:
-        member = await self.backend.membership(room, identity)
-        if member is None or not is_socket_owner(member.owner):
-            raise LookupError(f"{identity!r} is not connected to room {room!r}")
-        try:
-            answer = await self.sio.call(
-                "sfu.offer", {**(extra or {}), "sdp": sdp}, to=member.owner, timeout=timeout
-            )
-        except socketio.exceptions.TimeoutError:
-            raise TimeoutError(f"{identity!r} did not answer the offer within {timeout} s") from None
-        self.metrics.events_out.labels("sfu.offer").inc()
-        if isinstance(answer, dict) and answer.get("ok") is False:
-            error = answer.get("error") if isinstance(answer.get("error"), dict) else {}
-            raise ProtocolError("bad_request", f"the client refused the offer: {error.get('message')}")
-        if not isinstance(answer, dict) or not isinstance(answer.get("sdp"), str):
-            raise bad_request("the answer to sfu.offer must be {sdp: string}")
-        return answer["sdp"]
+# -- the standalone server (`roomwire serve`) ---------------------------------------------------
 
-    async def set_tracks(self, room: str, identity: str, tracks: list[dict[str, Any]]) -> None:
-        await self.rooms.update(room, identity, None, {"tracks": tracks}, kind="track")
+
+@dataclass
+class ServeConfig:
+    secret: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    dev: bool = False
+    cors_origins: list[str] = field(default_factory=list)
+    frame_ancestors: list[str] = field(default_factory=list)
+    ice_servers: list[dict[str, Any]] = field(default_factory=list)
+    media: str | None = "sfu"
+    web_dir: Path = WEB_DIR
+    redis_url: str | None = None  # many nodes: shared state and Socket.IO routing through Redis
+
+
+def load_media(name: str | None, ice_servers: list[dict[str, Any]]) -> MediaBackend | None:
+    if name is None or name == "none":
+        return None
+    found = {ep.name: ep for ep in entry_points(group="roomwire.media")}
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none installed"
+        raise SystemExit(f"roomwire: no media backend {name!r} (available: {known}); try --media none")
+    factory = found[name].load()
+    return factory(ice_servers=ice_servers)
+
+
+def redis_parts(url: str) -> dict[str, Any]:
+    """SignalingServer options for a node of a multi-node deployment (needs the `redis` extra)."""
+    try:
+        from .redis_backend import RedisBackend
+    except ImportError as exc:  # redis is an optional extra: `pip install 'roomwire[redis]'`
+        raise ValueError(f"--redis-url needs the redis package: pip install 'roomwire[redis]' ({exc})") from None
+    return {"backend": RedisBackend(url), "client_manager": socketio.AsyncRedisManager(url)}
+
+
+def build_app(config: ServeConfig) -> tuple[web.Application, SignalingServer]:
+    app = web.Application(client_max_size=MAX_PACKET_BYTES)
+    shared = redis_parts(config.redis_url) if config.redis_url else {}
+    server = SignalingServer(
+        secret=config.secret,
+        dev=config.dev,
+        cors_origins=config.cors_origins,
+        ice_servers=config.ice_servers,
+        media=load_media(config.media, config.ice_servers),
+        **shared,
+    )
+    server.attach(app)
+    add_web_routes(
+        app, prefix="", web_dir=config.web_dir, dev=config.dev, frame_ancestors=config.frame_ancestors
+    )
+    return app, server

@@ -11,26 +11,29 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import socketio
 
-from .media_backend import MediaSession
+from .backend import StateBackend
+from .media_backend import MediaBackend, MediaSession
+from .metrics import Metrics
 from .protocol import (
     MAX_SIGNAL_BYTES,
     SIGNAL_TYPES,
     ProtocolError,
     bad_request,
-    encoded_size,
+    check_data,
+    check_metadata,
+    check_name,
+    encoded_json,
     parse_message,
     valid_identity,
 )
-from .rate_limit import TokenBucket
-from .rooms import is_socket_owner, new_participant, sio_room
-from .tokens import Claims, check_metadata, check_name
-
-if TYPE_CHECKING:
-    from .server import SignalingServer
+from .rate_limit import RateLimit, TokenBucket
+from .rooms import RoomService, is_socket_owner, new_participant, sio_room
+from .socketio_internals import SocketServer
+from .tokens import Claims, TokenIssuer
 
 log = logging.getLogger("roomwire.socket")
 
@@ -61,21 +64,40 @@ class Connection:
 
 
 def require_object(args: tuple[Any, ...]) -> dict[str, Any]:
+    """The event's one payload object, checked against the protocol's JSON rules."""
     if len(args) == 0 or args[0] is None:
         return {}
     if len(args) > 1 or not isinstance(args[0], dict):
         raise bad_request("the payload must be one JSON object")
+    encoded_json(args[0])
     return args[0]
 
 
 class SocketAPI:
-    """Binds the protocol's events to a python-socketio AsyncServer."""
+    """Binds the protocol's events to the Socket.IO server."""
 
-    def __init__(self, server: SignalingServer) -> None:
-        self.server = server
+    def __init__(
+        self,
+        sio: SocketServer,
+        rooms: RoomService,
+        issuer: TokenIssuer,
+        backend: StateBackend,
+        media: MediaBackend | None,
+        metrics: Metrics,
+        rate_limit: RateLimit,
+        ice_servers: list[dict[str, Any]],
+    ) -> None:
+        self.sio = sio
+        self.rooms = rooms
+        self.issuer = issuer
+        self.backend = backend
+        self.media = media
+        self.metrics = metrics
+        self.rate_limit = rate_limit
+        self.ice_servers = ice_servers
         self.connections: dict[str, Connection] = {}
         self._leaving: set[asyncio.Task[bool]] = set()
-        sio = server.sio
+        sio.on_refused(self.refuse)
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
         events: dict[str, Handler] = {
@@ -92,31 +114,31 @@ class SocketAPI:
     # -- connection lifecycle ------------------------------------------------------------
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        self.server.metrics.events_in.labels("connect").inc()
+        self.metrics.events_in.labels("connect").inc()
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
-            claims = self.server.issuer.verify(token)
+            claims = self.issuer.verify(token)
             if claims.room is None:
                 raise ProtocolError("forbidden", "an admin token without a room cannot join a room")
         except ProtocolError as exc:
-            self.server.metrics.errors.labels(exc.code).inc()
+            self.metrics.errors.labels(exc.code).inc()
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.message, {"code": exc.code, "message": exc.message}
             ) from None
         agent = "bot" if isinstance(auth, dict) and auth.get("agent") == "bot" else "browser"
-        self.connections[sid] = Connection(sid, claims, agent, TokenBucket(self.server.rate_limit))
-        self.server.metrics.connections.inc()
+        self.connections[sid] = Connection(sid, claims, agent, TokenBucket(self.rate_limit))
+        self.metrics.connections.inc()
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         conn = self.connections.pop(sid, None)
         if conn is None:
             return
-        self.server.metrics.connections.dec()
+        self.metrics.connections.dec()
         self._stop_upgrade_watch(conn)
         if conn.joined:
             # Not awaited here: engine.io runs this handler inside a send that finds the client
             # timed out, and that send may be part of a broadcast holding this room's lock.
-            task = asyncio.create_task(self.server.rooms.leave(conn.room, conn.identity, sid, "disconnected"))
+            task = asyncio.create_task(self.rooms.leave(conn.room, conn.identity, sid, "disconnected"))
             self._leaving.add(task)
             task.add_done_callback(self._left)
 
@@ -140,7 +162,7 @@ class SocketAPI:
         return guarded
 
     async def _dispatch(self, name: str, sid: str, args: tuple[Any, ...], handler: Handler) -> dict[str, Any]:
-        metrics = self.server.metrics
+        metrics = self.metrics
         metrics.events_in.labels(name if name in self._known else "other").inc()
         conn = self.connections.get(sid)
         try:
@@ -168,6 +190,14 @@ class SocketAPI:
     async def unknown(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         raise bad_request("unknown event")
 
+    async def refuse(self, sid: str, why: str) -> dict[str, Any]:
+        """The ack of an event frame the Socket.IO server refused before dispatch."""
+
+        async def refused(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+            raise bad_request(why)
+
+        return await self._dispatch("other", sid, (), refused)
+
     # -- events ----------------------------------------------------------------------------
 
     def _require_joined(self, conn: Connection) -> None:
@@ -179,13 +209,13 @@ class SocketAPI:
             raise ProtocolError("conflict", "already joined")
         if "room" in data and data["room"] != conn.room:  # the room is the token's; naming another is wrong
             raise ProtocolError("forbidden", "this token is for another room")
-        transport = "bot" if conn.agent == "bot" else self.server.sio.transport(conn.sid)
+        transport = "bot" if conn.agent == "bot" else self.sio.transport(conn.sid)
         participant = new_participant(conn.claims, transport)
-        rooms = self.server.rooms
+        rooms = self.rooms
         await rooms.admit(conn.room, participant)
         if conn.sid not in self.connections:  # it went away while the hook ran
             raise ProtocolError("conflict", "the connection closed")
-        await self.server.sio.enter_room(conn.sid, sio_room(conn.room))
+        await self.sio.enter_room(conn.sid, sio_room(conn.room))
         conn.joined = True
         result = await rooms.join(conn.room, participant, conn.sid)
         if transport == "polling":
@@ -197,14 +227,14 @@ class SocketAPI:
             "participants": snapshot.participants,
             "epoch": snapshot.epoch,
             "offset": snapshot.offset,
-            "iceServers": self.server.ice_servers,
+            "iceServers": self.ice_servers,
         }
 
     async def _follow_upgrade(self, conn: Connection) -> None:
         for delay in UPGRADE_CHECKS:
             await asyncio.sleep(delay)
-            if self.server.sio.transport(conn.sid) == "websocket":
-                await self.server.rooms.update(conn.room, conn.identity, conn.sid, {"transport": "websocket"})
+            if self.sio.transport(conn.sid) == "websocket":
+                await self.rooms.update(conn.room, conn.identity, conn.sid, {"transport": "websocket"})
                 return
 
     @staticmethod
@@ -217,24 +247,20 @@ class SocketAPI:
         self._require_joined(conn)
         conn.joined = False
         self._stop_upgrade_watch(conn)
-        await self.server.sio.leave_room(conn.sid, sio_room(conn.room))
-        await self.server.rooms.leave(conn.room, conn.identity, conn.sid, "left")
+        await self.sio.leave_room(conn.sid, sio_room(conn.room))
+        await self.rooms.leave(conn.room, conn.identity, conn.sid, "left")
         return {}
 
     async def update(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         self._require_joined(conn)
         changes: dict[str, Any] = {}
-        try:
-            if "name" in data:
-                changes["name"] = check_name(data["name"])
-            if "metadata" in data:
-                changes["metadata"] = check_metadata(data["metadata"])
-        except ValueError as exc:
-            code = "too_large" if "limit" in str(exc) else "bad_request"
-            raise ProtocolError(code, str(exc)) from None
+        if "name" in data:
+            changes["name"] = check_name(data["name"])
+        if "metadata" in data:
+            changes["metadata"] = check_metadata(data["metadata"])
         if not changes:
             raise bad_request("nothing to update: send name and/or metadata")
-        event = await self.server.rooms.update(conn.room, conn.identity, conn.sid, changes)
+        event = await self.rooms.update(conn.room, conn.identity, conn.sid, changes)
         if event is None:
             raise ProtocolError("conflict", "no longer in the room")
         return {"self": event["participant"]}
@@ -248,17 +274,14 @@ class SocketAPI:
             raise bad_request(f"`type` must be one of {', '.join(SIGNAL_TYPES)}")
         if "data" not in data:
             raise bad_request("`data` is required")
-        if encoded_size(data["data"]) > MAX_SIGNAL_BYTES:
-            raise ProtocolError("too_large", f"signal data is limited to {MAX_SIGNAL_BYTES} bytes")
+        check_data(data["data"], MAX_SIGNAL_BYTES, "signal data")
         if to == conn.identity:
             raise bad_request("cannot signal yourself")
-        member = await self.server.backend.membership(conn.room, to)
+        member = await self.backend.membership(conn.room, to)
         if member is None or not is_socket_owner(member.owner):
             raise ProtocolError("not_found", f"{to!r} is not a connected participant of this room")
-        await self.server.sio.emit(
-            "signal", {"from": conn.identity, "type": kind, "data": data["data"]}, to=member.owner
-        )
-        self.server.metrics.events_out.labels("signal").inc()
+        await self.sio.emit("signal", {"from": conn.identity, "type": kind, "data": data["data"]}, to=member.owner)
+        self.metrics.events_out.labels("signal").inc()
         return {}
 
     async def message(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
@@ -266,13 +289,12 @@ class SocketAPI:
         if not conn.claims.grants.data:
             raise ProtocolError("forbidden", "this token lacks the `data` grant")
         payload, to = parse_message(data)
-        message_id = await self.server.rooms.send(conn.room, conn.identity, payload, to, skip=conn.sid)
+        message_id = await self.rooms.send(conn.room, conn.identity, payload, to, skip=conn.sid)
         return {"id": message_id}
 
     async def sfu(self, conn: Connection, op: str, data: dict[str, Any]) -> dict[str, Any]:
         self._require_joined(conn)
-        media = self.server.media
-        if media is None:
+        if self.media is None:
             raise ProtocolError("not_found", "this server relays no media (no SFU configured)")
         session = MediaSession(conn.room, conn.identity, conn.claims.grants)
-        return await media.handle(session, op, data)
+        return await self.media.handle(session, op, data)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -11,9 +10,13 @@ from typing import Any
 import jwt
 
 from .protocol import (
-    MAX_METADATA_BYTES,
-    MAX_NAME_LENGTH,
+    SERVER_IDENTITY,
+    Grants,
     ProtocolError,
+    bad_request,
+    check_metadata,
+    check_name,
+    encoded_json,
     valid_identity,
     valid_room,
 )
@@ -22,28 +25,6 @@ ALGORITHM = "HS256"
 DEFAULT_TTL = 3600
 MAX_TTL = 7 * 24 * 3600
 MIN_SECRET_BYTES = 32
-
-
-@dataclass(frozen=True)
-class Grants:
-    publish: bool = True
-    subscribe: bool = True
-    data: bool = True
-    admin: bool = False
-
-    @classmethod
-    def parse(cls, raw: object) -> Grants:
-        if raw is None:
-            return cls()
-        if not isinstance(raw, dict):
-            raise ValueError("grants must be an object")
-        unknown = set(raw) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown grants: {', '.join(sorted(unknown))}")
-        for key, value in raw.items():
-            if not isinstance(value, bool):
-                raise ValueError(f"grant {key!r} must be a boolean")
-        return cls(**raw)
 
 
 @dataclass(frozen=True)
@@ -63,35 +44,23 @@ class Claims:
             raise ProtocolError("forbidden", "this token is for another room")
 
 
-def check_name(name: object) -> str:
-    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
-        raise ValueError(f"name must be a string of at most {MAX_NAME_LENGTH} characters")
-    return name
-
-
-def check_metadata(metadata: object) -> dict[str, Any]:
-    if not isinstance(metadata, dict):
-        raise ValueError("metadata must be a JSON object")
-    try:
-        size = len(json.dumps(metadata, separators=(",", ":")).encode())
-    except (TypeError, ValueError) as exc:
-        raise ValueError("metadata must be JSON") from exc
-    if size > MAX_METADATA_BYTES:
-        raise ValueError(f"metadata is {size} bytes encoded; the limit is {MAX_METADATA_BYTES}")
-    return metadata
-
-
 def claims_from_payload(payload: dict[str, Any]) -> Claims:
-    """Validate a decoded JWT payload against the protocol's claim rules."""
+    """Validate a decoded JWT payload against the protocol's claim rules (`bad_request`)."""
     identity = payload.get("sub")
     if not valid_identity(identity):
-        raise ValueError("sub must be a string of 1 to 128 characters")
-    grants = Grants.parse(payload.get("grants"))
+        raise bad_request("sub must be a string of 1 to 128 characters")
+    encoded_json(identity, "sub")
+    if identity == SERVER_IDENTITY:
+        raise bad_request(f"the identity {SERVER_IDENTITY!r} is reserved for messages from the server")
+    try:
+        grants = Grants.parse(payload.get("grants"))
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
     room = payload.get("room")
     if room is None and not grants.admin:
-        raise ValueError("room is required unless the token is an admin token")
+        raise bad_request("room is required unless the token is an admin token")
     if room is not None and not valid_room(room):
-        raise ValueError("room must match ^[A-Za-z0-9_-]{1,64}$")
+        raise bad_request("room must match ^[A-Za-z0-9_-]{1,64}$")
     return Claims(
         identity=identity,
         room=room,
@@ -123,9 +92,9 @@ class TokenIssuer:
         grants: Grants | None = None,
         ttl: int = DEFAULT_TTL,
     ) -> str:
-        """Mint a token; raises ValueError on claims the protocol forbids."""
+        """Mint a token; raises ProtocolError(`bad_request`) on claims the protocol forbids."""
         if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= MAX_TTL:
-            raise ValueError(f"ttl must be an integer number of seconds from 1 to {MAX_TTL}")
+            raise bad_request(f"ttl must be an integer number of seconds from 1 to {MAX_TTL}")
         now = int(time.time())
         payload: dict[str, Any] = {
             "sub": identity,
@@ -164,5 +133,5 @@ class TokenIssuer:
             raise ProtocolError("unauthorized", f"invalid token: {exc}") from None
         try:
             return claims_from_payload(payload)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ProtocolError("unauthorized", f"invalid token claims: {exc}") from None
+        except ProtocolError as exc:
+            raise ProtocolError("unauthorized", f"invalid token claims: {exc.message}") from None

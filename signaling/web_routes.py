@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import html
 import logging
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -21,27 +23,48 @@ log = logging.getLogger(__name__)
 # The self-contained ESM build: engine.io-client and the parser are bundled in.
 SOCKET_IO_DIST = Path("node_modules/socket.io-client/dist")
 SOCKET_IO_FILES = ("socket.io.esm.min.js", "socket.io.esm.min.js.map")
+FRAME_ANCESTOR = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 DEV_MARKER = '<meta name="roomwire-dev" content="false">'
-HTML_HEADERS = {
-    "Cache-Control": "no-cache",
-    # Nothing may come from another origin. Inline code and eval stay allowed, not for the
-    # client (it has none) but for browser automation (playwright's wait_for_function with
-    # an expression, add_script_tag) that end-to-end tests of embedding apps rely on.
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
-        "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
-        "object-src 'none'; base-uri 'self'"
-    ),
-    "Referrer-Policy": "no-referrer",
-}
+# Nothing may come from another origin. Inline code and eval stay allowed, not for the client
+# (it has none) but for browser automation (playwright's wait_for_function with an expression,
+# add_script_tag) that end-to-end tests of embedding apps rely on.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
+    "object-src 'none'; base-uri 'self'"
+)
+
+
+def html_headers(frame_ancestors: Sequence[str]) -> dict[str, str]:
+    """The pages' headers. Only the page's own origin may frame it, unless an embedder names
+    the origins that frame the client on purpose (`--frame-ancestor`)."""
+    ancestors = " ".join(["'self'", *frame_ancestors])
+    headers = {
+        "Cache-Control": "no-cache",
+        "Content-Security-Policy": f"{CONTENT_SECURITY_POLICY}; frame-ancestors {ancestors}",
+        "Referrer-Policy": "no-referrer",
+    }
+    if not frame_ancestors:
+        # for browsers that predate frame-ancestors; it cannot name other origins
+        headers["X-Frame-Options"] = "SAMEORIGIN"
+    return headers
 
 
 def socket_io_client_path(web_dir: Path) -> Path:
     return web_dir / SOCKET_IO_DIST / SOCKET_IO_FILES[0]
 
 
-def add_web_routes(app: web.Application, *, prefix: str, web_dir: Path, dev: bool) -> None:
-    """Register `GET {prefix}/`, `{prefix}/r/{room}`, `{prefix}/assets/*`, `{prefix}/vendor/*`."""
+def add_web_routes(
+    app: web.Application, *, prefix: str, web_dir: Path, dev: bool, frame_ancestors: Sequence[str] = ()
+) -> None:
+    """Register `GET {prefix}/`, `{prefix}/r/{room}`, `{prefix}/assets/*`, `{prefix}/vendor/*`.
+
+    `frame_ancestors`: origins (`https://app.example`) allowed to frame the pages besides their own.
+    """
+    for origin in frame_ancestors:
+        if not FRAME_ANCESTOR.fullmatch(origin):
+            raise ValueError(f"a frame ancestor is an origin like https://app.example, not {origin!r}")
+    headers = html_headers(frame_ancestors)
     prefix = prefix.rstrip("/")
     web_dir = web_dir.resolve()
     pages = {name: _load_page(web_dir / f"{name}.html", dev) for name in ("index", "room")}
@@ -56,7 +79,7 @@ def add_web_routes(app: web.Application, *, prefix: str, web_dir: Path, dev: boo
         if not socket_io_client_path(web_dir).is_file():
             log.error("web client page requested but %s", missing_hint)
             return _error_page(503, "The web client is not installed", missing_hint)
-        return web.Response(text=pages[name], content_type="text/html", headers=HTML_HEADERS)
+        return web.Response(text=pages[name], content_type="text/html", headers=headers)
 
     async def index(_: web.Request) -> web.Response:
         return page("index")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from roomwire.signaling import Grants, SignalingServer
+from roomwire.signaling import RUNNER_OPTIONS, Grants, SignalingServer
 from roomwire.signaling.web_routes import add_web_routes
 from roomwire.web import WEB_DIR
 
@@ -81,7 +81,8 @@ MakeServer = Callable[..., Awaitable[RunningServer]]
 
 
 async def start_app(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1)
+    # as roomwire serve runs, with a shorter shutdown for quick tests
+    runner = web.AppRunner(app, **{**RUNNER_OPTIONS, "shutdown_timeout": 1})
     await runner.setup()
     port = free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from roomwire.signaling.direct_emit import DirectEmitManager
 from roomwire.signaling.rooms import sio_room
+from roomwire.signaling.socketio_internals import DirectEmitManager
 
 from tests.sio_client import SioClient, joined_client
 

@@ -21,7 +21,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from roomwire.signaling import Retention, SignalingServer
-from roomwire.signaling.presence_routes import PRESENCE_KEY
+from roomwire.signaling.server import SERVER_KEY
 
 from tests.conftest import SECRET, start_app
 from tests.signaling.sse_reader import SSEReader
@@ -164,7 +164,7 @@ async def run_scenario(world: World, ops: list[tuple[Any, ...]]) -> None:
             await asyncio.gather(live, return_exceptions=True)
             live = None
         elif kind == "drop" and live is not None:
-            world.app[PRESENCE_KEY].sse.close_streams(room)
+            world.app[SERVER_KEY].sse.close_streams(room)
             async with asyncio.timeout(5):
                 await live  # ends cleanly; what it delivered is applied
             live = await open_live()  # EventSource reconnects by itself

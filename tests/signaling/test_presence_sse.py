@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from roomwire.signaling import Retention, SignalingServer, presence_sse
 from roomwire.signaling.access_log import RedactingAccessLogger
-from roomwire.signaling.presence_routes import PRESENCE_KEY
+from roomwire.signaling.server import SERVER_KEY
 
 from tests.conftest import SECRET, free_port
 from tests.signaling.sse_reader import SSEReader
@@ -204,7 +204,7 @@ async def test_quick_reconnect_keeps_the_watcher_present_without_flapping(runnin
 
 
 async def test_client_disconnect_cleans_up_the_stream(running):
-    fallbacks = running.app[PRESENCE_KEY]
+    fallbacks = running.server
     async with sse(sse_url(running, "r1"), running.token("r1", "v")) as reader:
         await reader.next()
         assert len(fallbacks.sse.streams) == 1
@@ -227,7 +227,7 @@ async def test_kicked_watcher_is_told_and_its_stream_ends(running):
 
 
 async def test_server_side_close_ends_streams_of_one_room(running):
-    fallbacks = running.app[PRESENCE_KEY]
+    fallbacks = running.server
     async with (
         sse(sse_url(running, "r1"), running.token("r1", "v")) as one,
         sse(sse_url(running, "r2"), running.token("r2", "v")) as two,
@@ -285,7 +285,7 @@ async def test_closed_stream_is_noticed_without_handler_cancellation():
         await alice.wait_for(
             "presence", lambda e: e["type"] == "leave" and e["participant"]["identity"] == "dash", timeout=5.5
         )
-        assert not app[PRESENCE_KEY].sse.streams
+        assert not app[SERVER_KEY].sse.streams
         await alice.close()
     finally:
         await runner.cleanup()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from roomwire.signaling import SignalingServer
-from roomwire.signaling.presence_routes import PRESENCE_KEY
+from roomwire.signaling.server import SERVER_KEY
 
 from tests.conftest import SECRET, start_app
 from tests.sio_client import joined_client
@@ -71,7 +71,7 @@ async def test_eventsource_gets_snapshot_and_live_events_and_resumes_after_a_dro
 
         # The server drops the stream; events happen while the browser is away (it waits the
         # 1 s `retry:` the server sent before reconnecting).
-        assert app[PRESENCE_KEY].sse.close_streams("hall") == 1
+        assert app[SERVER_KEY].sse.close_streams("hall") == 1
         await bob.call("leave")  # 4
         carol, _ = await joined_client(url, server.issuer.mint(identity="carol", room="hall"))  # 5
         clients.append(carol)
