@@ -100,6 +100,11 @@ class SocketLimits:
     close_after_refusal: float = 2.0
 
 
+# A socket cut off politely gets this long to read Engine.IO's close packet before its TCP
+# connection is aborted anyway.
+GOODBYE_SECONDS = 1.0
+
+
 class SendQueue(asyncio.Queue):  # type: ignore[type-arg]
     """An Engine.IO socket's outgoing queue that knows how many bytes it holds."""
 
@@ -123,10 +128,31 @@ def _packet_bytes(item: Any) -> int:
 
 
 class EngineServer(engineio.AsyncServer):
-    """Engine.IO with a bounded send queue per socket."""
+    """Engine.IO with a bounded send queue per socket, and sockets that can be cut off.
+
+    Closing an Engine.IO socket does not close its WebSocket: the library keeps reading (and
+    answering pongs) until the client goes. So each socket keeps the TCP transport of its
+    WebSocket request, which `cut` closes.
+    """
 
     limits = SocketLimits()
     on_dropped: DroppedHandler | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        websocket = self._async["websocket"]
+
+        def tracked_websocket(handler: Any, server: Any) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+            inner = websocket(handler, server)
+            socket = handler.__self__  # the handler is the socket's bound `_websocket_handler`
+
+            async def run(environ: dict[str, Any]) -> Any:
+                socket.roomwire_transport = getattr(environ.get("aiohttp.request"), "transport", None)
+                return await inner(environ)
+
+            return run
+
+        self._async = {**self._async, "websocket": tracked_websocket}
 
     def create_queue(self, *args: Any, **kwargs: Any) -> asyncio.Queue:  # type: ignore[type-arg]
         return SendQueue(*args, **kwargs)
@@ -137,14 +163,26 @@ class EngineServer(engineio.AsyncServer):
             return
         queue = socket.queue
         if queue.qsize() >= self.limits.queued_packets or queue.bytes + _packet_bytes(pkt) > self.limits.queued_bytes:
-            await self._drop(socket, f"its send queue is full ({queue.qsize()} packets, {queue.bytes} bytes unread)")
+            why = f"its send queue is full ({queue.qsize()} packets, {queue.bytes} bytes unread)"
+            if self.on_dropped is not None:
+                self.on_dropped(sid, why)
+            await self.cut(sid, at_once=True)
             return
         await socket.send(pkt)
 
-    async def _drop(self, socket: Any, why: str) -> None:
-        if self.on_dropped is not None:
-            self.on_dropped(socket.sid, why)
-        await socket.close(wait=False, abort=True, reason=self.reason.SERVER_DISCONNECT)
+    async def cut(self, sid: str, *, at_once: bool) -> None:
+        """Close a socket and its WebSocket connection; `at_once` discards what is unsent (for
+        a client that does not read), else the client gets Engine.IO's close packet first."""
+        socket = self.sockets.get(sid)
+        if socket is None:
+            return
+        transport = getattr(socket, "roomwire_transport", None)
+        await socket.close(wait=False, abort=at_once, reason=self.reason.SERVER_DISCONNECT)
+        if transport is not None:
+            if at_once:
+                transport.abort()
+            else:
+                asyncio.get_running_loop().call_later(GOODBYE_SECONDS, transport.abort)
 
 
 class SocketServer(socketio.AsyncServer):
@@ -226,7 +264,7 @@ class SocketServer(socketio.AsyncServer):
         self._deadlines.pop(eio_sid, None)
         if self.manager.sid_from_eio_sid(eio_sid, "/") is None and eio_sid in self.eio.sockets:
             log.debug("closing %s: no Socket.IO connection was made", eio_sid)
-            task = asyncio.ensure_future(self.eio.disconnect(eio_sid))
+            task = asyncio.ensure_future(self.eio.cut(eio_sid, at_once=False))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
@@ -234,12 +272,6 @@ class SocketServer(socketio.AsyncServer):
         log.warning("dropping connection %s: %s", eio_sid, why)
         if self._count_dropped is not None:
             self._count_dropped()
-        # the socket is closed; its TCP connection may be stuck writing to a peer that does not
-        # read, so abort it as well
-        request = self.environ.get(eio_sid, {}).get("aiohttp.request")
-        transport = getattr(request, "transport", None)
-        if transport is not None:
-            transport.abort()
 
 
 class DirectEmitManager(socketio.AsyncManager):

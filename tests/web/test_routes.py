@@ -22,9 +22,11 @@ Serve = Callable[..., Awaitable[str]]
 async def serve() -> AsyncIterator[Serve]:
     runners: list[web.AppRunner] = []
 
-    async def make(prefix: str = "", web_dir: Path = WEB, dev: bool = False) -> str:
+    async def make(
+        prefix: str = "", web_dir: Path = WEB, dev: bool = False, frame_ancestors: tuple[str, ...] = ()
+    ) -> str:
         app = web.Application()
-        add_web_routes(app, prefix=prefix, web_dir=web_dir, dev=dev)
+        add_web_routes(app, prefix=prefix, web_dir=web_dir, dev=dev, frame_ancestors=frame_ancestors)
         runner, url = await start_app(app)
         runners.append(runner)
         return url
@@ -100,3 +102,17 @@ async def test_without_npm_ci_pages_explain_the_fix(serve: Serve, tmp_path: Path
     status, ctype, body, _ = await get(url + "/vendor/socket.io.esm.min.js")
     assert (status, ctype) == (503, "text/javascript")
     assert "npm ci --prefix" in body
+
+
+async def test_pages_may_be_framed_by_their_own_origin_only_unless_configured(serve: Serve) -> None:
+    require_node_modules("web")
+    for path in ("/", "/r/demo"):
+        status, _, _, headers = await get(await serve() + path)
+        assert status == 200
+        assert "frame-ancestors 'self'" in headers["Content-Security-Policy"]
+        assert headers["X-Frame-Options"] == "SAMEORIGIN"
+    status, _, _, headers = await get(await serve(frame_ancestors=("https://app.example",)) + "/")
+    assert "frame-ancestors 'self' https://app.example" in headers["Content-Security-Policy"]
+    assert "X-Frame-Options" not in headers  # it cannot name another origin; CSP does
+    with pytest.raises(ValueError, match="origin"):
+        await serve(frame_ancestors=("https://x.example; script-src *",))
