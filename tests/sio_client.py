@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -65,3 +66,12 @@ async def joined_client(url: str, token: str, **options: Any) -> tuple[SioClient
     ack = await client.call("join")
     assert ack["ok"], ack
     return client, ack
+
+
+async def nothing_else_arrives(running: Any, room: str, identity: str, client: SioClient) -> None:
+    """Every event sent to `client` before now has arrived: a server message sent now, which
+    reaches the same socket after all of them, has arrived (instead of sleeping and hoping)."""
+    marker = {"marker": uuid.uuid4().hex}
+    await running.server.send(room, marker, to=identity)
+    await client.wait_for("message", lambda m: m["data"] == marker)
+    client.events["message"] = [m for m in client.events["message"] if m["data"] != marker]

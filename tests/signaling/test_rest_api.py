@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.sio_client import joined_client
+from tests.sio_client import joined_client, nothing_else_arrives
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -147,6 +147,6 @@ async def test_bad_rest_input_gets_protocol_errors_and_changes_nothing(make_serv
                 assert (resp.status, (await resp.json())["error"]["code"]) == (status, code), (method, path, body)
     snapshot = await running.server.backend.snapshot("r1")
     assert snapshot.offset == 1 and [p["identity"] for p in snapshot.participants] == ["alice"]
-    await asyncio.sleep(0.1)
+    await nothing_else_arrives(running, "r1", "alice", alice)
     assert not alice.events["message"]
     await alice.close()

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import socketio
 
-from tests.sio_client import SioClient, joined_client
+from tests.sio_client import SioClient, joined_client, nothing_else_arrives
 
 
 async def test_join_returns_snapshot_and_presence_reaches_others(running):
@@ -63,7 +63,8 @@ async def test_signal_relays_within_room_only(running):
     assert bad_type["error"]["code"] == "bad_request"
     huge = await alice.call("signal", {"to": "bob", "type": "candidate", "data": "x" * 70000})
     assert huge["error"]["code"] == "too_large"
-    await asyncio.sleep(0.2)
+    await nothing_else_arrives(running, "r1", "bob", bob)
+    await nothing_else_arrives(running, "r2", "eve", eve)
     assert len(bob.events["signal"]) == 1 and not eve.events["signal"]
     for client in (alice, bob, eve):
         await client.close()
@@ -83,7 +84,8 @@ async def test_message_fans_out_to_others_and_to_one(running):
     direct = await alice.call("message", {"to": "bob", "data": "psst"})
     assert direct["ok"]
     await bob.wait_for("message", lambda m: m["data"] == "psst")
-    await asyncio.sleep(0.2)
+    for client, room, identity in ((carol, "r1", "carol"), (alice, "r1", "alice"), (outsider, "r2", "olga")):
+        await nothing_else_arrives(running, room, identity, client)
     assert [m["data"] for m in carol.events["message"]] == [{"text": "hi all"}]
     assert not alice.events["message"] and not outsider.events["message"]
     too_big = await alice.call("message", {"data": "x" * (64 * 1024 + 1)})
@@ -109,7 +111,9 @@ async def test_second_connection_replaces_first_with_update(running):
     await asyncio.wait_for(first.disconnected.wait(), 5)
     event = await watcher.wait_for("presence", lambda e: e["participant"]["identity"] == "alice" and e["offset"] > 2)
     assert event["type"] == "update"
-    await asyncio.sleep(0.3)
+    # a later event of the log reaches the watcher after any leave of alice's would have
+    await watcher.call("update", {"name": "Bob"})
+    await watcher.wait_for("presence", lambda e: e["participant"]["identity"] == "bob" and e["type"] == "update")
     types = [e["type"] for e in watcher.events["presence"] if e["participant"]["identity"] == "alice"]
     assert "leave" not in types
     assert sorted(p["identity"] for p in await running.server.participants("r1")) == ["alice", "bob"]
