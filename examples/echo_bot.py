@@ -10,7 +10,7 @@ import os
 import sys
 
 from roomwire.media.bot import Bot, dev_token
-from roomwire.media.sinks import Echo
+from roomwire.media.bot.sinks import Echo
 
 
 async def main(url: str, room: str, seconds: float | None) -> None:

@@ -12,7 +12,7 @@ import logging
 import os
 
 from aiohttp import web
-from roomwire.signaling import SignalingServer
+from roomwire.signaling import RUNNER_OPTIONS, SignalingServer
 
 BANNED = {"mallory"}
 
@@ -76,4 +76,4 @@ if __name__ == "__main__":
     secret = os.environ.get("ROOMWIRE_SECRET")
     if not secret:
         raise SystemExit("set ROOMWIRE_SECRET to a long random string first (see the docstring)")
-    web.run_app(create_app(secret), host="127.0.0.1", port=8081, handler_cancellation=True, shutdown_timeout=3)
+    web.run_app(create_app(secret), host="127.0.0.1", port=8081, **RUNNER_OPTIONS)

@@ -10,7 +10,7 @@ import os
 import sys
 
 from roomwire.media.bot import Bot, dev_token
-from roomwire.media.sinks import Recorder
+from roomwire.media.bot.sinks import Recorder
 
 
 async def main(url: str, room: str, directory: str, seconds: float) -> None:

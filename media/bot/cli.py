@@ -164,15 +164,15 @@ async def start_bot(args: argparse.Namespace, index: int) -> RunningBot:
         if needs_media and not bot.media_available:
             raise BotError("not_found", f"{args.url} relays no media (it runs without an SFU)")
         if args.record:
-            from roomwire.media.sinks import Recorder
+            from roomwire.media.bot.sinks import Recorder
 
             running.sink = Recorder(args.record, args.format).attach(bot)
         elif args.echo:
-            from roomwire.media.sinks import Echo
+            from roomwire.media.bot.sinks import Echo
 
             running.sink = Echo(bot)
         if bot.media_available:
-            from roomwire.media.sinks import FrameCounter
+            from roomwire.media.bot.sinks import FrameCounter
 
             running.counter = FrameCounter(consume=running.sink is None).attach(bot)
         if sources:

@@ -7,8 +7,8 @@ import asyncio
 import av
 import pytest
 from roomwire.media.bot import Bot
+from roomwire.media.bot.sinks import Echo, FrameCounter, Recorder
 from roomwire.media.sfu import SFU
-from roomwire.media.sinks import Echo, FrameCounter, Recorder
 from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack, read_frame_counter
 
 pytestmark = pytest.mark.timeout(90)

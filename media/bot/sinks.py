@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from roomwire.media.bot.tracks import RemoteTrack
+
+from .tracks import RemoteTrack
 
 if TYPE_CHECKING:
     from roomwire.media.bot import Bot
 
-log = logging.getLogger("roomwire.media.sinks")
+log = logging.getLogger("roomwire.media.bot.sinks")
 
 FORMATS = {  # format -> (video encoder, its options, audio encoder)
     "webm": ("libvpx", {"deadline": "realtime", "cpu-used": "8", "b": "1M"}, "libopus"),
