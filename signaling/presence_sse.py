@@ -28,7 +28,7 @@ from .tokens import TokenIssuer
 
 log = logging.getLogger("roomwire.presence.sse")
 
-# A comment line at least this often keeps proxies from closing an idle stream (PROTOCOL.md:
+# A comment line at least this often keeps proxies from closing an idle stream (docs/protocol.md:
 # at least every 15 s). Read per stream, so a test may shorten it.
 HEARTBEAT_SECONDS = 10.0
 # Sent as `retry:` first thing: EventSource waits this long before reconnecting by itself.

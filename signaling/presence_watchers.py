@@ -29,7 +29,7 @@ log = logging.getLogger("roomwire.watchers")
 # keeps its presence. Stream close is noticed at once (or within presence_sse.LIVENESS_SLICE),
 # so the watcher leaves well within the protocol's 5 s.
 SSE_GRACE_SECONDS = 2.0
-# PROTOCOL.md: a long-poll watcher leaves when no poll arrives within `timeout + 10` seconds.
+# docs/protocol.md: a long-poll watcher leaves when no poll arrives within `timeout + 10` seconds.
 POLL_LEASE_MARGIN = 10.0
 
 LostListener = Callable[[str], None]

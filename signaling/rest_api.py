@@ -1,4 +1,4 @@
-"""The REST API: health, metrics, tokens, rooms, kicks and server messages (PROTOCOL.md)."""
+"""The REST API: health, metrics, tokens, rooms, kicks and server messages (docs/protocol.md)."""
 
 from __future__ import annotations
 

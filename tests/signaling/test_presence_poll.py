@@ -1,4 +1,4 @@
-"""Presence over long polling through a real aiohttp client against a real server (PROTOCOL.md)."""
+"""Presence over long polling through a real aiohttp client against a real server (docs/protocol.md)."""
 
 from __future__ import annotations
 
