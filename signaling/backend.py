@@ -1,4 +1,5 @@
-"""The state shared between nodes: presence logs and the participant registry.
+"""The state shared between nodes: presence logs, the participant registry and the routing of
+commands between nodes.
 
 `StateBackend` is the one interface, with two implementations: `MemoryBackend` (one process,
 the embedded default) and `RedisBackend` (many nodes). Nothing here assumes the state is
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .protocol import Participant, PresenceEvent
@@ -18,6 +19,10 @@ from .protocol import Participant, PresenceEvent
 LostHandler = Callable[[str, str, str], Awaitable[Any]]
 # Hands one presence event of a followed room to this node's sockets.
 Deliver = Callable[[PresenceEvent], Awaitable[None]]
+# A command for one node: a JSON object with an "op" (docs/architecture.md, "Between nodes").
+Command = dict[str, Any]
+# How a node carries out the commands sent to it; what it returns answers a request.
+CommandHandler = Callable[[Command], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -53,25 +58,33 @@ class RoomInfo:
 
 
 @dataclass
-class JoinResult:
-    event: PresenceEvent
-    snapshot: Recovery  # the room as it stands right after the join
-    replaced_owner: str | None = None  # the connection that held the identity before
+class Membership:
+    participant: Participant
+    owner: str  # the connection that holds the identity: a Socket.IO sid or `watch:...`
+    node: str  # the node that holds that connection
 
 
 @dataclass
-class Membership:
-    participant: Participant
-    owner: str
-    extra: dict[str, Any] = field(default_factory=dict)
+class JoinResult:
+    event: PresenceEvent
+    snapshot: Recovery  # the room as it stands right after the join
+    replaced: Membership | None = None  # the connection that held the identity before
+
+    @property
+    def replaced_owner(self) -> str | None:
+        return self.replaced.owner if self.replaced is not None else None
 
 
 class StateBackend(ABC):
-    """Presence logs and participants of every room, behind one async interface."""
+    """Presence logs and participants of every room, and the routing of commands between nodes,
+    behind one async interface. A backend that cannot reach its shared state raises
+    ProtocolError("unavailable")."""
 
     # True when other nodes change the same rooms. Emits relayed between nodes could then
     # arrive out of log order, so each node delivers presence to its own sockets from the log.
     shared = False
+    # This node's name in `Membership.node` and as the target of `send`/`request`.
+    node_id = "local"
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Start background work (sweepers, heartbeats)."""
@@ -84,6 +97,10 @@ class StateBackend(ABC):
 
         Only a backend shared by several nodes can lose one; in one process nothing calls it.
         """
+
+    def on_taken_over(self, handler: LostHandler) -> None:  # noqa: B027 - optional hook
+        """Have `handler` drop a connection of this node whose identity another connection took
+        over while this node could not reach the shared state (only a shared backend)."""
 
     async def follow(self, room: str, deliver: Deliver, wanted: Callable[[], bool]) -> None:
         """Make sure `deliver` gets every event appended to `room` from now on, in log order,
@@ -124,3 +141,22 @@ class StateBackend(ABC):
     @abstractmethod
     async def rooms(self) -> list[RoomInfo]:
         """Rooms that have participants."""
+
+    @abstractmethod
+    async def nodes(self, room: str) -> set[str]:
+        """The nodes that hold participants of the room."""
+
+    # -- between nodes -----------------------------------------------------------------------
+
+    @abstractmethod
+    def serve(self, handler: CommandHandler) -> None:
+        """Carry out the commands sent to this node with `handler`."""
+
+    @abstractmethod
+    async def send(self, node: str, command: Command) -> None:
+        """Hand `command` to `node`; returns once it is stored for that node (not yet done)."""
+
+    @abstractmethod
+    async def request(self, node: str, command: Command, timeout: float) -> Any:
+        """Have `node` carry out `command` and return its answer. A ProtocolError raised there
+        is raised here; no answer within `timeout` is ProtocolError("unavailable")."""

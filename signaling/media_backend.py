@@ -32,8 +32,9 @@ class MediaSignaling(Protocol):
 
         `extra` carries the SFU's track map (`tracks: [{mid, sid, identity, kind, source}]`).
 
-        Raises ProtocolError when the participant answers with an error or malformed data,
-        TimeoutError when it does not answer, LookupError when it is not connected here.
+        Raises ProtocolError: `bad_request` when the participant answers with an error or
+        malformed data, `unavailable` when it does not answer in time, `not_found` when it is
+        not connected.
         """
         ...
 

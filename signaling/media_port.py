@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import socketio
-
 from .backend import StateBackend
+from .courier import Courier
 from .metrics import Metrics
 from .protocol import ProtocolError, bad_request
 from .rooms import RoomService, is_socket_owner
 
 
 class MediaPort:
-    """Offers to a participant's socket (the answer comes back in the ack) and track changes
-    as presence `track` events."""
+    """Offers to a participant's connection on whichever node holds it (the answer comes back in
+    the ack) and track changes as presence `track` events."""
 
-    def __init__(self, sio: socketio.AsyncServer, backend: StateBackend, rooms: RoomService, metrics: Metrics) -> None:
-        self.sio = sio
+    def __init__(self, courier: Courier, backend: StateBackend, rooms: RoomService, metrics: Metrics) -> None:
+        self.courier = courier
         self.backend = backend
         self.rooms = rooms
         self.metrics = metrics
@@ -27,11 +26,8 @@ class MediaPort:
     ) -> str:
         member = await self.backend.membership(room, identity)
         if member is None or not is_socket_owner(member.owner):
-            raise LookupError(f"{identity!r} is not connected to room {room!r}")
-        try:
-            answer = await self.sio.call("sfu.offer", {**(extra or {}), "sdp": sdp}, to=member.owner, timeout=timeout)
-        except socketio.exceptions.TimeoutError:
-            raise TimeoutError(f"{identity!r} did not answer the offer within {timeout} s") from None
+            raise ProtocolError("not_found", f"{identity!r} is not connected to room {room!r}")
+        answer = await self.courier.call(member, "sfu.offer", {**(extra or {}), "sdp": sdp}, timeout)
         self.metrics.events_out.labels("sfu.offer").inc()
         if isinstance(answer, dict) and answer.get("ok") is False:
             error = answer.get("error") if isinstance(answer.get("error"), dict) else {}

@@ -7,6 +7,8 @@ import contextlib
 from typing import Any
 
 from .backend import (
+    Command,
+    CommandHandler,
     JoinResult,
     Membership,
     Participant,
@@ -17,6 +19,7 @@ from .backend import (
     StateBackend,
 )
 from .presence_log import PresenceLog
+from .protocol import ProtocolError
 
 SWEEP_INTERVAL = 30.0
 
@@ -26,6 +29,7 @@ class MemoryBackend(StateBackend):
         self.retention = retention or Retention()
         self._logs: dict[str, PresenceLog] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._handler: CommandHandler | None = None
 
     async def start(self) -> None:
         if self._sweeper is None:
@@ -48,10 +52,12 @@ class MemoryBackend(StateBackend):
         log = self._log(room)
         identity = participant["identity"]
         replaced = log.owners.get(identity)
+        previous = log.participants.get(identity)
         log.participants[identity] = dict(participant)
         log.owners[identity] = owner
         event = log.append("update" if replaced is not None else "join", dict(participant))
-        return JoinResult(event=event, snapshot=log.snapshot(), replaced_owner=replaced)
+        held = Membership(previous or {}, replaced, self.node_id) if replaced is not None else None
+        return JoinResult(event=event, snapshot=log.snapshot(), replaced=held)
 
     async def leave(self, room: str, identity: str, owner: str | None = None) -> PresenceEvent | None:
         log = self._logs.get(room)
@@ -79,7 +85,7 @@ class MemoryBackend(StateBackend):
         log = self._logs.get(room)
         if log is None or identity not in log.participants:
             return None
-        return Membership(participant=dict(log.participants[identity]), owner=log.owners[identity])
+        return Membership(participant=dict(log.participants[identity]), owner=log.owners[identity], node=self.node_id)
 
     async def snapshot(self, room: str) -> Recovery | None:
         log = self._logs.get(room)
@@ -101,6 +107,23 @@ class MemoryBackend(StateBackend):
             for name, log in self._logs.items()
             if log.participants
         ]
+
+    async def nodes(self, room: str) -> set[str]:
+        log = self._logs.get(room)
+        return {self.node_id} if log is not None and log.participants else set()
+
+    # -- between nodes: there is only this one ----------------------------------------------
+
+    def serve(self, handler: CommandHandler) -> None:
+        self._handler = handler
+
+    async def send(self, node: str, command: Command) -> None:
+        await self.request(node, command, timeout=0)
+
+    async def request(self, node: str, command: Command, timeout: float) -> object:
+        if node != self.node_id or self._handler is None:
+            raise ProtocolError("unavailable", f"no node {node!r} in this process")
+        return await self._handler(command)
 
     def sweep(self) -> None:
         """Forget rooms that have been empty and unwatched for longer than the retention age."""

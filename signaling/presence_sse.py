@@ -23,7 +23,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 from .backend import Recovery, StateBackend
 from .http_auth import protocol_errors, room_access
 from .presence_watchers import WatcherPresence, presence_flag
-from .protocol import EPOCH_PATTERN
+from .protocol import EPOCH_PATTERN, ProtocolError
 from .tokens import TokenIssuer
 
 log = logging.getLogger("roomwire.presence.sse")
@@ -37,6 +37,9 @@ RECONNECT_MS = 1000
 # waiting stream looks at its transport at least this often, so a closed stream is noticed
 # (and a present watcher leaves) within seconds even in such an embedding app.
 LIVENESS_SLICE = 2.5
+
+# While the shared state (Redis) is unreachable, a stream asks again this often.
+UNAVAILABLE_RETRY = 1.0
 
 EVENT_ID = re.compile(r"([A-Za-z0-9_-]{1,32}):([0-9]{1,18})")
 
@@ -139,11 +142,18 @@ class PresenceSSE:
         epoch: str | None,
         offset: int | None,
     ) -> None:
-        backend = self.backend
-        recovery = await backend.recover(stream.room, epoch, offset)
+        wait = 0.0  # the first answer at once: a snapshot or what was missed
         while request.transport is not None and not stream.closing:
+            try:
+                recovery = await self.backend.recover(stream.room, epoch, offset, wait=wait)
+            except ProtocolError as exc:
+                if exc.code != "unavailable":
+                    raise
+                # the shared state is down: the stream stays (its pings go on) and catches up after
+                await asyncio.sleep(UNAVAILABLE_RETRY)
+                continue
             await self._send(sse, stream, recovery)
-            recovery = await backend.recover(stream.room, recovery.epoch, recovery.offset, wait=LIVENESS_SLICE)
+            epoch, offset, wait = recovery.epoch, recovery.offset, LIVENESS_SLICE
 
     async def _send(self, sse: EventSourceResponse, stream: PresenceStream, recovery: Recovery) -> None:
         # The position moves after each event: a stream cut mid-batch never repeats an event.

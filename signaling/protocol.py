@@ -30,6 +30,10 @@ MAX_JSON_DEPTH = 32
 SIGNAL_TYPES = ("offer", "answer", "candidate", "bye")
 # `from` of a message the server (REST, an embedding app) sends: no participant may have it.
 SERVER_IDENTITY = "server"
+# `kicked {reason}` for a connection whose participant the room no longer lists (it was removed
+# while its node could not reach the shared state): clients connect and join again. Other
+# reasons ("replaced", "removed", an app's own) mean: stay out.
+REJOIN = "rejoin"
 # Socket.IO's reserved event names (its emit-reserved list plus the connection events):
 # a client event with one of these names is refused, never dispatched.
 RESERVED_EVENTS = frozenset(

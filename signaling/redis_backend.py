@@ -1,17 +1,19 @@
-"""The many-node backend: presence logs, participants and node liveness in one Redis.
+"""The many-node backend: presence logs, participants, node liveness and commands between
+nodes in one Redis.
 
 Per room: `meta` (HASH epoch, offset, created), `log` (a STREAM of events), `members` (HASH
-identity -> participant JSON) and `owners` (HASH identity -> "<node> <owner>"). Every change is
-one Lua script (signaling/redis_scripts.py), so offsets stay contiguous across nodes.
+identity -> participant JSON), `owners` (HASH identity -> "<node> <owner>") and `nodes` (HASH
+node -> participants it holds). Every change is one Lua script (redis_scripts.py), so offsets
+stay contiguous across nodes.
 
-Liveness: each node refreshes `node:<id>:alive` (TTL 3 s) every second and lists the
-participants it holds in `node:<id>:held`. A node that finds another node's key expired takes
-`node:<id>:reaping` (SET NX) and makes that node's participants leave, each with its owner, so
-a participant that reconnected elsewhere meanwhile is left alone and no leave is emitted twice.
+Each node remembers the participants it holds (`_held`), as it last wrote or saw them, so that
+it can tell Redis again after an outage (redis_liveness.py); a leave that Redis could not take
+is retried then. Liveness and reaping: redis_liveness.py. Commands between nodes:
+redis_inbox.py. Redis clients, timeouts and availability: redis_link.py.
 
 `recover(wait=...)`: the waiters of one room on this node share one XREAD BLOCK.
 `follow`: while a node has sockets in a room, one more XREAD BLOCK hands that room's events to
-them in stream order (python-socketio's Redis pub/sub could reorder emits of two nodes).
+them in stream order.
 """
 
 from __future__ import annotations
@@ -25,32 +27,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis import asyncio as aioredis
+from redis.exceptions import RedisError
 
 from . import redis_scripts
 from .backend import (
+    Command,
+    CommandHandler,
     Deliver,
     JoinResult,
     LostHandler,
     Membership,
-    Participant,
-    PresenceEvent,
     Recovery,
     Retention,
     RoomInfo,
     StateBackend,
 )
 from .presence_log import new_epoch
+from .protocol import Participant, PresenceEvent, ProtocolError
+from .redis_inbox import NodeInbox
+from .redis_link import BACKOFF_FIRST, BLOCK_MS, RedisLink
+from .redis_liveness import NodeLiveness
 
 log = logging.getLogger("roomwire.redis")
 
-HEARTBEAT_INTERVAL = 1.0
-HEARTBEAT_TTL_MS = 3000
 REAP_LOCK_MS = 30_000
-FOLLOW_BLOCK_MS = 5000
-
-# Called for each participant of a dead node: (room, identity, owner). The composition root
-# points it at RoomService.leave so that the leave is broadcast like any other.
 
 
 def encode(participant: Participant) -> str:
@@ -78,6 +78,14 @@ class RoomFollower:
         changed.set()
 
 
+@dataclass
+class Held:
+    """A participant this node holds: its connection and its latest JSON."""
+
+    owner: str
+    participant: str
+
+
 class RedisBackend(StateBackend):
     shared = True
 
@@ -90,34 +98,43 @@ class RedisBackend(StateBackend):
     ) -> None:
         self.retention = retention or Retention()
         self.node_id = node_id or uuid.uuid4().hex[:12]
-        self.prefix = prefix
-        self.redis = aioredis.Redis.from_url(url, decode_responses=True)
-        self._join = self.redis.register_script(redis_scripts.JOIN)
-        self._leave = self.redis.register_script(redis_scripts.LEAVE)
-        self._update = self.redis.register_script(redis_scripts.UPDATE)
-        self._recover = self.redis.register_script(redis_scripts.RECOVER)
-        self._keep = self.redis.register_script(redis_scripts.KEEP)
+        self.link = RedisLink(url, prefix)
+        self.redis = self.link.redis
+        self.inbox = NodeInbox(self.link, self.node_id)
+        self.liveness = NodeLiveness(self.link, self.node_id, self.reregister, self._reap)
+        scripts = {name: self.redis.register_script(getattr(redis_scripts, name.upper())) for name in
+                   ("join", "leave", "update", "recover", "keep", "reregister")}  # fmt: skip
+        self._scripts = scripts
+        self._held: dict[tuple[str, str], Held] = {}
+        self._pending_leaves: dict[tuple[str, str], str] = {}
         self._followers: dict[str, RoomFollower] = {}
         self._deliveries: dict[str, asyncio.Task[None]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self.on_lost: LostHandler = self._leave_lost
+        self.on_taken: LostHandler | None = None
 
     def on_node_lost(self, handler: LostHandler) -> None:
-        """Route the leaves of a dead node's participants through `handler` (default: leave here)."""
+        """Route the leaves of a dead node's participants (and of this node's own participants
+        whose leave Redis could not take) through `handler` (default: leave here)."""
         self.on_lost = handler
+
+    def on_taken_over(self, handler: LostHandler) -> None:
+        """`handler(room, identity, owner)` for a participant of this node that another
+        connection took over while this node could not reach Redis."""
+        self.on_taken = handler
 
     # -- keys and scripts ------------------------------------------------------------------
 
     def _keys(self, room: str) -> list[str]:
-        base = f"{self.prefix}:room:{room}"
-        return [f"{base}:meta", f"{base}:log", f"{base}:members", f"{base}:owners"]
-
-    def _node_key(self, node: str, what: str) -> str:
-        return f"{self.prefix}:node:{node}:{what}"
+        return [self.link.key("room", room, part) for part in ("meta", "log", "members", "owners", "nodes")]
 
     def _args(self, room: str, *extra: Any) -> list[Any]:
         age_ms = max(1, int(self.retention.max_age * 1000))
-        return [room, new_epoch(), self.retention.max_events, age_ms, self.prefix, *extra]
+        return [room, new_epoch(), self.retention.max_events, age_ms, self.link.prefix, *extra]
+
+    async def _run(self, script: str, room: str, *extra: Any) -> Any:
+        async with self.link.command():
+            return await self._scripts[script](keys=self._keys(room), args=self._args(room, *extra))
 
     def _appended(self, room: str) -> None:
         follower = self._followers.get(room)
@@ -127,15 +144,28 @@ class RedisBackend(StateBackend):
     # -- StateBackend ----------------------------------------------------------------------
 
     async def join(self, room: str, participant: Participant, owner: str) -> JoinResult:
-        args = self._args(room, participant["identity"], encode(participant), owner, self.node_id)
-        reply = await self._join(keys=self._keys(room), args=args)
+        encoded = encode(participant)
+        reply = await self._run("join", room, participant["identity"], encoded, owner, self.node_id)
+        self._held[(room, participant["identity"])] = Held(owner, encoded)
         self._appended(room)
-        event, replaced, epoch, offset, *members = reply
+        event, previous, epoch, offset, *members = reply
         snapshot = Recovery(epoch, int(offset), participants=_participants(members))
-        return JoinResult(event=json.loads(event), snapshot=snapshot, replaced_owner=replaced or None)
+        replaced = None
+        if previous:
+            node, _, old_owner = previous.partition(" ")
+            replaced = Membership(participant={}, owner=old_owner, node=node)
+        return JoinResult(event=json.loads(event), snapshot=snapshot, replaced=replaced)
 
     async def leave(self, room: str, identity: str, owner: str | None = None) -> PresenceEvent | None:
-        event = await self._leave(keys=self._keys(room), args=self._args(room, identity, owner or ""))
+        held = self._held.get((room, identity))
+        if held is not None and (owner is None or owner == held.owner):
+            del self._held[(room, identity)]
+        try:
+            event = await self._run("leave", room, identity, owner or "")
+        except ProtocolError:
+            if held is not None and (owner is None or owner == held.owner):
+                self._pending_leaves[(room, identity)] = held.owner  # retried once Redis is back
+            raise
         if event is None:
             return None
         self._appended(room)
@@ -146,29 +176,41 @@ class RedisBackend(StateBackend):
     ) -> PresenceEvent | None:
         members = self._keys(room)[2]
         while True:  # compare-and-set: retried only when another change landed in between
-            current = await self.redis.hget(members, identity)
+            async with self.link.command():
+                current = await self.redis.hget(members, identity)
             if current is None:
                 return None
             merged = encode({**json.loads(current), **changes})
-            args = self._args(room, identity, owner or "", current, merged, kind)
-            reply = await self._update(keys=self._keys(room), args=args)
+            reply = await self._run("update", room, identity, owner or "", current, merged, kind)
             if reply[0] == 0:
                 return None
             if reply[0] == 2:
                 self._appended(room)
-                return json.loads(reply[1])
+                event = json.loads(reply[1])
+                self._saw(room, event)
+                return event
 
     async def membership(self, room: str, identity: str) -> Membership | None:
-        _, _, members, owners = self._keys(room)
-        async with self.redis.pipeline(transaction=True) as pipe:
+        member = await self._membership(room, identity)
+        if member is None and (room, identity) in self._held:
+            # ours, yet not listed: Redis may have restarted since our last heartbeat
+            async with self.link.command():
+                await self.liveness.confirm_registered()
+            member = await self._membership(room, identity)
+        return member
+
+    async def _membership(self, room: str, identity: str) -> Membership | None:
+        _, _, members, owners, _ = self._keys(room)
+        async with self.link.command(), self.redis.pipeline(transaction=True) as pipe:
             participant, held = await pipe.hget(members, identity).hget(owners, identity).execute()
         if participant is None or held is None:
             return None
-        return Membership(participant=json.loads(participant), owner=held.partition(" ")[2])
+        node, _, owner = held.partition(" ")
+        return Membership(participant=json.loads(participant), owner=owner, node=node)
 
     async def snapshot(self, room: str) -> Recovery | None:
-        meta, _, members, _ = self._keys(room)
-        async with self.redis.pipeline(transaction=True) as pipe:
+        meta, _, members, _, _ = self._keys(room)
+        async with self.link.command(), self.redis.pipeline(transaction=True) as pipe:
             head, values = await pipe.hmget(meta, "epoch", "offset").hvals(members).execute()
         if head[0] is None:
             return None
@@ -185,12 +227,13 @@ class RedisBackend(StateBackend):
             await self._wait_after(room, last_id, remaining)
 
     async def rooms(self) -> list[RoomInfo]:
-        names = sorted(await self.redis.smembers(f"{self.prefix}:rooms"))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                meta, _, members, _ = self._keys(name)
-                pipe.hlen(members).hget(meta, "created")
-            counts = await pipe.execute()
+        async with self.link.command():
+            names = sorted(await self.redis.smembers(self.link.key("rooms")))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    meta, _, members, _, _ = self._keys(name)
+                    pipe.hlen(members).hget(meta, "created")
+                counts = await pipe.execute()
         rooms = []
         for i, name in enumerate(names):
             count, created = counts[2 * i], counts[2 * i + 1]
@@ -198,11 +241,67 @@ class RedisBackend(StateBackend):
                 rooms.append(RoomInfo(name=name, participants=int(count), created_at=int(created or 0)))
         return rooms
 
+    async def nodes(self, room: str) -> set[str]:
+        async with self.link.command():
+            return set(await self.redis.hkeys(self._keys(room)[4]))
+
+    # -- between nodes ---------------------------------------------------------------------
+
+    def serve(self, handler: CommandHandler) -> None:
+        self.inbox.serve(handler)
+
+    async def send(self, node: str, command: Command) -> None:
+        await self.inbox.send(node, command)
+
+    async def request(self, node: str, command: Command, timeout: float) -> Any:
+        return await self.inbox.request(node, command, timeout)
+
+    # -- after an outage ---------------------------------------------------------------------
+
+    async def reregister(self) -> None:
+        """Tell Redis again every participant this node holds, room by room, then retry the
+        leaves it could not take. Raises RedisError (the heartbeat retries)."""
+        by_room: dict[str, list[str]] = {}
+        for (room, identity), held in list(self._held.items()):
+            by_room.setdefault(room, []).extend((identity, held.owner, held.participant))
+        for room, triples in by_room.items():
+            args = self._args(room, self.node_id, *triples)
+            taken = await self._scripts["reregister"](keys=self._keys(room), args=args)
+            self._appended(room)
+            for identity in taken:
+                held = self._held.pop((room, identity), None)
+                if held is not None and self.on_taken is not None:
+                    await self._quietly(self.on_taken, room, identity, held.owner)
+        pending, self._pending_leaves = self._pending_leaves, {}
+        for (room, identity), owner in pending.items():
+            # after `back()`: the leave runs as an ordinary operation
+            asyncio.get_running_loop().call_soon(self._spawn_leave, room, identity, owner)
+
+    def _spawn_leave(self, room: str, identity: str, owner: str) -> None:
+        task = asyncio.create_task(self._quietly(self.on_lost, room, identity, owner))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _quietly(self, handler: LostHandler, room: str, identity: str, owner: str) -> None:
+        try:
+            await handler(room, identity, owner)
+        except Exception:
+            log.exception("removing %s from room %s failed", identity, room)
+
+    def _saw(self, room: str, event: PresenceEvent) -> None:
+        """Keep what this node holds as Redis has it (another node may change our participants:
+        the SFU's node announces their tracks)."""
+        participant = event.get("participant") or {}
+        held = self._held.get((room, participant.get("identity", "")))
+        if held is not None and event.get("type") in ("update", "track"):
+            held.participant = encode(participant)
+
     # -- recovery and waiting --------------------------------------------------------------
 
     async def _read(self, room: str, epoch: str | None, offset: int | None) -> tuple[Recovery, tuple[int, int]]:
-        args = self._args(room, epoch or "", -1 if offset is None else offset)
-        kind, current, last_offset, last_id, *rest = await self._recover(keys=self._keys(room), args=args)
+        kind, current, last_offset, last_id, *rest = await self._run(
+            "recover", room, epoch or "", -1 if offset is None else offset
+        )
         if kind == "s":
             result = Recovery(current, int(last_offset), participants=_participants(rest))
         else:
@@ -231,17 +330,20 @@ class RedisBackend(StateBackend):
     async def _follow(self, room: str, follower: RoomFollower) -> None:
         keys = self._keys(room)
         # Block no longer than half the retention age: an empty room is kept while watched.
-        block = max(1, min(FOLLOW_BLOCK_MS, int(self.retention.max_age * 500)))
+        block = max(1, min(BLOCK_MS, int(self.retention.max_age * 500)))
+        delay = BACKOFF_FIRST
         try:
             while follower.waiters > 0:
                 last = "{}-{}".format(*follower.last_id)
                 try:
-                    await self._keep(keys=keys, args=self._args(room))
-                    reply = await self.redis.xread({keys[1]: last}, block=block)
-                except aioredis.RedisError:
-                    log.exception("following room %s failed; retrying", room)
-                    await asyncio.sleep(1.0)
+                    await self._scripts["keep"](keys=keys, args=self._args(room))
+                    reply = await self.link.blocking.xread({keys[1]: last}, block=block)
+                except RedisError as exc:
+                    self.link.lost(exc)
+                    follower.wake()  # waiters read again: they get `unavailable` or the news
+                    delay = await self.link.backoff(delay)
                     continue
+                delay = BACKOFF_FIRST
                 for _, entries in reply or []:
                     if entries:
                         follower.wake(stream_id(entries[-1][0]))
@@ -254,8 +356,8 @@ class RedisBackend(StateBackend):
     async def follow(self, room: str, deliver: Deliver, wanted: Callable[[], bool]) -> None:
         if self._delivering(room):
             return
-        log_key = self._keys(room)[1]
-        newest = await self.redis.xrevrange(log_key, count=1)
+        async with self.link.command():
+            newest = await self.redis.xrevrange(self._keys(room)[1], count=1)
         if self._delivering(room):  # another join started it meanwhile, from no later an entry
             return
         start = stream_id(newest[0][0]) if newest else (0, 0)
@@ -269,43 +371,44 @@ class RedisBackend(StateBackend):
 
     async def _deliver(self, room: str, last_id: tuple[int, int], deliver: Deliver, wanted: Callable[[], bool]) -> None:
         log_key = self._keys(room)[1]
+        delay = BACKOFF_FIRST
         try:
             # `wanted()` is checked and the task ends in one step, so a join that finds this task
             # still running is sure to be delivered to.
             while wanted():
                 try:
-                    reply = await self.redis.xread({log_key: "{}-{}".format(*last_id)}, block=FOLLOW_BLOCK_MS)
-                except aioredis.RedisError:
-                    log.exception("delivering room %s failed; retrying", room)
-                    await asyncio.sleep(1.0)
+                    reply = await self.link.blocking.xread({log_key: "{}-{}".format(*last_id)}, block=BLOCK_MS)
+                except RedisError as exc:
+                    # After a restart the stream starts again with later ids (they are times),
+                    # so reading on from `last_id` misses nothing of the new log.
+                    self.link.lost(exc)
+                    delay = await self.link.backoff(delay)
                     continue
+                delay = BACKOFF_FIRST
                 for _, entries in reply or []:
                     for raw_id, fields in entries:
                         last_id = stream_id(raw_id)
+                        event = json.loads(fields["e"])
+                        self._saw(room, event)
                         try:
-                            await deliver(json.loads(fields["e"]))
+                            await deliver(event)
                         except Exception:
                             log.exception("delivering an event of room %s failed", room)
         finally:
             if self._deliveries.get(room) is asyncio.current_task():
                 del self._deliveries[room]
 
-    # -- node liveness ---------------------------------------------------------------------
+    # -- lifecycle and reaping -------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._tasks:
-            return
-        await self.redis.set(self._node_key(self.node_id, "alive"), "1", px=HEARTBEAT_TTL_MS)
-        await self.redis.sadd(f"{self.prefix}:nodes", self.node_id)
-        self._tasks = [
-            asyncio.create_task(self._heartbeat_forever(), name="roomwire-redis-heartbeat"),
-            asyncio.create_task(self._reap_forever(), name="roomwire-redis-reaper"),
-        ]
+        await self.liveness.start()
+        await self.inbox.start()
 
     async def close(self) -> None:
-        tasks = self._tasks + [f.task for f in self._followers.values() if f.task is not None]
-        tasks += self._deliveries.values()
-        self._tasks = []
+        tasks = [f.task for f in self._followers.values() if f.task is not None]
+        tasks += [*self._deliveries.values(), *self._background]
+        await self.liveness.close()
+        await self.inbox.close()
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -313,59 +416,38 @@ class RedisBackend(StateBackend):
                 await task
         self._followers.clear()
         self._deliveries.clear()
-        with contextlib.suppress(aioredis.RedisError):
-            await self.redis.delete(self._node_key(self.node_id, "alive"))
+        with contextlib.suppress(RedisError):
+            await self.redis.delete(self.liveness.alive_key)
             # Participants still held are left to the surviving nodes' reapers.
-            if await self.redis.scard(self._node_key(self.node_id, "held")) == 0:
-                await self.redis.srem(f"{self.prefix}:nodes", self.node_id)
-        await self.redis.aclose()
-
-    async def _heartbeat_forever(self) -> None:
-        key = self._node_key(self.node_id, "alive")
-        while True:
-            try:
-                if not await self.redis.set(key, "1", px=HEARTBEAT_TTL_MS, xx=True):
-                    # Our key had expired: other nodes may have reaped our participants.
-                    log.error("node %s missed its heartbeat; its participants may have been removed", self.node_id)
-                    await self.redis.set(key, "1", px=HEARTBEAT_TTL_MS)
-                    await self.redis.sadd(f"{self.prefix}:nodes", self.node_id)
-            except aioredis.RedisError:
-                log.exception("heartbeat of node %s failed", self.node_id)
-            await asyncio.sleep(HEARTBEAT_INTERVAL)
-
-    async def _reap_forever(self) -> None:
-        while True:
-            try:
-                await self.reap_dead_nodes()
-            except aioredis.RedisError:
-                log.exception("reaping dead nodes failed")
-            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            if await self.redis.scard(self.link.key("node", self.node_id, "held")) == 0:
+                await self.redis.srem(self.liveness.nodes_key, self.node_id)
+                await self.inbox.forget(self.node_id)
+        await self.link.close()
 
     async def reap_dead_nodes(self) -> None:
-        """Make the participants of every node whose heartbeat expired leave (once, cluster-wide)."""
-        nodes = [n for n in await self.redis.smembers(f"{self.prefix}:nodes") if n != self.node_id]
-        if not nodes:
-            return
-        alive = await self.redis.mget([self._node_key(n, "alive") for n in nodes])
+        """Reap every node whose heartbeat key is gone now (no grace: for tests and tools)."""
+        nodes = [n for n in await self.redis.smembers(self.liveness.nodes_key) if n != self.node_id]
+        alive = await self.redis.mget([self.link.key("node", n, "alive") for n in nodes]) if nodes else []
         for node, flag in zip(nodes, alive, strict=True):
             if flag is None:
                 await self._reap(node)
 
     async def _reap(self, node: str) -> None:
-        lock = self._node_key(node, "reaping")
+        """Make a dead node's participants leave (once, cluster-wide), each with its owner, so
+        that one that reconnected elsewhere meanwhile is left alone."""
+        lock = self.link.key("node", node, "reaping")
         if not await self.redis.set(lock, self.node_id, nx=True, px=REAP_LOCK_MS):
             return  # another survivor is on it
         try:
-            held = await self.redis.smembers(self._node_key(node, "held"))
+            held_key = self.link.key("node", node, "held")
+            held = await self.redis.smembers(held_key)
             for entry in held:
                 room, identity, owner = json.loads(entry)
-                try:
-                    await self.on_lost(room, identity, owner)
-                except Exception:
-                    log.exception("removing %s of dead node %s from room %s failed", identity, node, room)
+                await self._quietly(self.on_lost, room, identity, owner)
             log.info("node %s is gone: %d participant(s) removed", node, len(held))
-            if await self.redis.scard(self._node_key(node, "held")) == 0:
-                await self.redis.srem(f"{self.prefix}:nodes", node)
+            if await self.redis.scard(held_key) == 0:
+                await self.redis.srem(self.liveness.nodes_key, node)
+                await self.inbox.forget(node)
         finally:
             await self.redis.delete(lock)
 

@@ -1,9 +1,11 @@
 """Lua scripts of the Redis backend: every change of a room is one atomic script.
 
-Each script keeps three things in step: the room's participants (`members`: identity ->
-participant JSON; `owners`: identity -> "<node> <owner>"), its presence log (a stream whose
-entries carry the event JSON and its offset) and the per-node set of held participants that the
-liveness reaper uses. Offsets come from HINCRBY inside the script, so two nodes never race.
+Each script keeps four things in step: the room's participants (`members`: identity ->
+participant JSON; `owners`: identity -> "<node> <owner>"), how many of them each node holds
+(`nodes`: node -> count, so that a message finds the nodes to go to without reading every
+owner), its presence log (a stream whose entries carry the event JSON and its offset) and the
+per-node set of held participants that the liveness reaper uses. Offsets come from HINCRBY
+inside the script, so two nodes never race.
 
 Event JSON is assembled by concatenation, never by cjson: cjson turns `[]` into `{}`.
 Keys are derived from a prefix inside the scripts, so this needs a single Redis (or Sentinel),
@@ -12,10 +14,10 @@ not Redis Cluster.
 
 from __future__ import annotations
 
-# KEYS: meta, log, members, owners.  ARGV[1..5]: room, new epoch, max events, max age ms, prefix
+# KEYS: meta, log, members, owners, nodes.  ARGV[1..5]: room, new epoch, max events, max age ms, prefix
 COMMON = r"""
 redis.replicate_commands()
-local meta, log, members, owners = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local meta, log, members, owners, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local room, new_epoch = ARGV[1], ARGV[2]
 local max_events, max_age, prefix = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 
@@ -62,24 +64,34 @@ end
 
 local function held_key(node) return prefix .. ':node:' .. node .. ':held' end
 local function held_entry(identity, owner) return cjson.encode({room, identity, owner}) end
+
+local function hold(identity, node, owner)
+  redis.call('HSET', owners, identity, node .. ' ' .. owner)
+  redis.call('SADD', held_key(node), held_entry(identity, owner))
+  redis.call('HINCRBY', counts, node, 1)
+end
+
+local function release(identity, node, owner)
+  redis.call('HDEL', owners, identity)
+  redis.call('SREM', held_key(node), held_entry(identity, owner))
+  if redis.call('HINCRBY', counts, node, -1) <= 0 then redis.call('HDEL', counts, node) end
+end
 """
 
-# ARGV[6..9]: identity, participant JSON, owner, node.  -> {event, replaced owner or "", members...}
+# ARGV[6..9]: identity, participant JSON, owner, node.
+# -> {event, replaced "<node> <owner>" or "", epoch, offset, members...}
 JOIN = COMMON + r"""
 local identity, participant, owner, node = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local previous = redis.call('HGET', owners, identity)
-local replaced = ''
 if previous then
   local old_node, old_owner = split_owner(previous)
-  redis.call('SREM', held_key(old_node), held_entry(identity, old_owner))
-  replaced = old_owner
+  release(identity, old_node, old_owner)
 end
 redis.call('HSET', members, identity, participant)
-redis.call('HSET', owners, identity, node .. ' ' .. owner)
-redis.call('SADD', held_key(node), held_entry(identity, owner))
-local event = append(replaced == '' and 'join' or 'update', participant)
+hold(identity, node, owner)
+local event = append(previous and 'update' or 'join', participant)
 touch()
-local reply = {event, replaced, redis.call('HGET', meta, 'epoch'), redis.call('HGET', meta, 'offset')}
+local reply = {event, previous or '', redis.call('HGET', meta, 'epoch'), redis.call('HGET', meta, 'offset')}
 for _, p in ipairs(redis.call('HVALS', members)) do table.insert(reply, p) end
 return reply
 """
@@ -93,8 +105,7 @@ local old_node, old_owner = split_owner(previous)
 if owner ~= '' and owner ~= old_owner then return nil end
 local participant = redis.call('HGET', members, identity)
 redis.call('HDEL', members, identity)
-redis.call('HDEL', owners, identity)
-redis.call('SREM', held_key(old_node), held_entry(identity, old_owner))
+release(identity, old_node, old_owner)
 local event = append('leave', participant)
 touch()
 return event
@@ -111,6 +122,30 @@ if owner ~= '' and owner ~= old_owner then return {0} end
 if redis.call('HGET', members, identity) ~= expected then return {1} end
 redis.call('HSET', members, identity, participant)
 return {2, append(kind, participant)}
+"""
+
+# After an outage: tell Redis again which participants this node holds. Idempotent: one still
+# held by us changes nothing, one Redis lost joins again (a new epoch if the room's log went
+# with it), one now held by another connection is left alone and reported.
+# ARGV[6]: node; ARGV[7..]: (identity, owner, participant JSON) triples.  -> identities taken over
+REREGISTER = COMMON + r"""
+local node = ARGV[6]
+local taken = {}
+for i = 7, #ARGV, 3 do
+  local identity, owner, participant = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local held = redis.call('HGET', owners, identity)
+  if not held then
+    redis.call('HSET', members, identity, participant)
+    hold(identity, node, owner)
+    append('join', participant)
+  elseif held == node .. ' ' .. owner then
+    redis.call('SADD', held_key(node), held_entry(identity, owner))
+  else
+    table.insert(taken, identity)
+  end
+end
+touch()
+return taken
 """
 
 # A room that local waiters watch is not forgotten while they wait (nor is its epoch).

@@ -14,10 +14,11 @@ from typing import Any
 
 import socketio
 
-from .backend import JoinResult, StateBackend
+from .backend import JoinResult, Membership, StateBackend
+from .courier import Courier, sio_room
 from .media_backend import MediaBackend
 from .metrics import Metrics
-from .protocol import Participant, PresenceEvent, ProtocolError
+from .protocol import Message, Participant, PresenceEvent, ProtocolError
 from .socketio_internals import has_local_members
 from .tokens import Claims
 
@@ -26,12 +27,6 @@ log = logging.getLogger("roomwire.rooms")
 JoinHook = Callable[[str, Participant], Awaitable[str | None]]
 LeaveHook = Callable[[str, Participant, str], Awaitable[None]]
 MessageHook = Callable[[str, str, Any, str | None], Awaitable[None]]
-
-
-def sio_room(room: str) -> str:
-    # Socket.IO also puts every sid in a room named after itself: prefix ours so that a room
-    # name can never address somebody's private channel.
-    return f"room:{room}"
 
 
 def new_participant(claims: Claims, transport: str) -> Participant:
@@ -58,12 +53,14 @@ class RoomService:
         self,
         backend: StateBackend,
         sio: socketio.AsyncServer,
+        courier: Courier,
         metrics: Metrics,
         hooks: Hooks,
         media: MediaBackend | None,
     ) -> None:
         self.backend = backend
         self.sio = sio
+        self.courier = courier
         self.metrics = metrics
         self.hooks = hooks
         self.media = media
@@ -75,6 +72,11 @@ class RoomService:
     def on_left(self, listener: LeaveHook) -> None:
         """Have `listener` told of every leave (roomwire's own parts; apps use Hooks.on_leave)."""
         self._left_listeners.append(listener)
+
+    async def taken_over(self, room: str, identity: str, owner: str) -> None:
+        """Another connection holds the identity now: this node's connection learns it."""
+        if is_socket_owner(owner):
+            await self.courier.kick(Membership({}, owner, self.backend.node_id), "replaced")
 
     async def leave_lost(self, room: str, identity: str, owner: str) -> None:
         """A participant held by a node that died leaves like one whose connection dropped."""
@@ -93,9 +95,9 @@ class RoomService:
         await self.sio.emit("presence", event, room=sio_room(room))
 
     async def _deliver(self, room: str, event: PresenceEvent) -> None:
-        # Local sockets only (ignore_queue): the other nodes deliver the same event from the log.
+        # This node's sockets: the other nodes deliver the same event from the log.
         self.metrics.events_out.labels("presence").inc()
-        await self.sio.emit("presence", event, room=sio_room(room), ignore_queue=True)
+        await self.sio.emit("presence", event, room=sio_room(room))
 
     def _has_local_sockets(self, room: str) -> bool:
         return has_local_members(self.sio, sio_room(room))
@@ -125,20 +127,26 @@ class RoomService:
             if result.replaced_owner is None:
                 self.metrics.participants.inc()
             await self.broadcast(room, result.event)
-        if result.replaced_owner is not None and result.replaced_owner != owner:
-            await self._drop_replaced(room, participant["identity"], result.replaced_owner)
+        if result.replaced is not None and result.replaced.owner != owner:
+            await self._drop_replaced(room, participant["identity"], result.replaced)
         return result
 
-    async def _drop_replaced(self, room: str, identity: str, old_owner: str) -> None:
+    async def _drop_replaced(self, room: str, identity: str, old: Membership) -> None:
         if self.media is not None:
             await self.media.participant_left(room, identity)
-        if is_socket_owner(old_owner):
-            await self.sio.emit("kicked", {"reason": "replaced"}, to=old_owner)
-            await self.sio.disconnect(old_owner)
+        if is_socket_owner(old.owner):
+            await self.courier.kick(old, "replaced")
 
     async def leave(self, room: str, identity: str, owner: str | None, reason: str) -> bool:
         async with self._lock(room):
-            event = await self.backend.leave(room, identity, owner)
+            try:
+                event = await self.backend.leave(room, identity, owner)
+            except ProtocolError:
+                # the shared state cannot record it now (the backend retries later); this
+                # node's media of the participant goes at once
+                if self.media is not None:
+                    await self.media.participant_left(room, identity)
+                raise
             if event is None:
                 return False
             self.metrics.participants.dec()
@@ -162,25 +170,23 @@ class RoomService:
         member = await self.backend.membership(room, identity)
         if member is None:
             return False
+        await self.leave(room, identity, member.owner, reason)
         if is_socket_owner(member.owner):
-            await self.sio.emit("kicked", {"reason": reason}, to=member.owner)
-        await self.leave(room, identity, None, reason)
-        if is_socket_owner(member.owner):
-            await self.sio.disconnect(member.owner)
+            await self.courier.kick(member, reason)
         return True
 
     async def send(self, room: str, sender: str, data: Any, to: str | None, skip: str | None) -> str:
         """Deliver a `message` to a room (or one member); returns the message id."""
-        message = {"id": uuid.uuid4().hex, "from": sender, "data": data, "ts": int(time.time() * 1000)}
+        message: Message = {"id": uuid.uuid4().hex, "from": sender, "data": data, "ts": int(time.time() * 1000)}
         if to is not None:
             member = await self.backend.membership(room, to)
             if member is None:
                 raise ProtocolError("not_found", f"{to!r} is not in this room")
             if not is_socket_owner(member.owner):
                 raise ProtocolError("not_found", f"{to!r} watches presence only and cannot receive messages")
-            await self.sio.emit("message", message, to=member.owner)
+            await self.courier.emit(member, "message", message)
         else:
-            await self.sio.emit("message", message, room=sio_room(room), skip_sid=skip)
+            await self.courier.broadcast(room, "message", message, skip)
         self.metrics.events_out.labels("message").inc()
         for hook in self.hooks.on_message:
             await run_hook(hook, room, sender, data, to)

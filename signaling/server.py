@@ -19,12 +19,12 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-import socketio
 from aiohttp import web
 from roomwire.web import WEB_DIR
 
 from . import socketio_internals
 from .backend import Retention, StateBackend
+from .courier import Courier
 from .http_auth import install_cors
 from .media_backend import MediaBackend
 from .media_port import MediaPort
@@ -79,7 +79,6 @@ class SignalingServer:
         ping_interval: float = 3.0,
         ping_timeout: float = 3.0,
         websocket_compression: bool = False,
-        client_manager: socketio.AsyncManager | None = None,
         socket_limits: SocketLimits | None = None,
     ) -> None:
         socketio_internals.verify()
@@ -103,15 +102,18 @@ class SignalingServer:
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             max_http_buffer_size=MAX_PACKET_BYTES,
-            client_manager=client_manager or DirectEmitManager(),
+            # events to other nodes' connections go through the backend (courier.py)
+            client_manager=DirectEmitManager(),
             logger=False,
             engineio_logger=False,
         )
-        self.rooms = RoomService(self.backend, self.sio, self.metrics, self.hooks, media)
+        self.courier = Courier(self.sio, self.backend)
+        self.rooms = RoomService(self.backend, self.sio, self.courier, self.metrics, self.hooks, media)
         self.watchers = WatcherPresence(self.rooms, self.backend)
         self.sockets = SocketAPI(
             self.sio,
             self.rooms,
+            self.courier,
             self.issuer,
             self.backend,
             media,
@@ -122,8 +124,9 @@ class SignalingServer:
         self.rest = RestAPI(self.issuer, self.rooms, self.backend, self.metrics, dev)
         self.sse = PresenceSSE(self.issuer, self.backend, self.watchers)
         self.poll = PresencePoll(self.issuer, self.backend, self.watchers)
-        self.media_port = MediaPort(self.sio, self.backend, self.rooms, self.metrics)
+        self.media_port = MediaPort(self.courier, self.backend, self.rooms, self.metrics)
         self.backend.on_node_lost(self.rooms.leave_lost)
+        self.backend.on_taken_over(self.rooms.taken_over)
         self.rooms.on_left(self.watchers.removed)
 
     # -- embedding -------------------------------------------------------------------------
@@ -180,7 +183,6 @@ class SignalingServer:
         if self.media is not None:
             await self.media.close()
         await self.backend.close()
-        await socketio_internals.stop_listener(self.sio)
 
     def on_join(self, hook: JoinHook) -> JoinHook:
         """Register `async def hook(room, participant) -> str | None`; a reason string refuses."""
@@ -242,25 +244,24 @@ def load_media(name: str | None, ice_servers: list[dict[str, Any]]) -> MediaBack
     return factory(ice_servers=ice_servers)
 
 
-def redis_parts(url: str) -> dict[str, Any]:
-    """SignalingServer options for a node of a multi-node deployment (needs the `redis` extra)."""
+def redis_backend(url: str) -> StateBackend:
+    """The backend of a node of a multi-node deployment (needs the `redis` extra)."""
     try:
         from .redis_backend import RedisBackend
     except ImportError as exc:  # redis is an optional extra: `pip install 'roomwire[redis]'`
         raise ValueError(f"--redis-url needs the redis package: pip install 'roomwire[redis]' ({exc})") from None
-    return {"backend": RedisBackend(url), "client_manager": socketio.AsyncRedisManager(url)}
+    return RedisBackend(url)
 
 
 def build_app(config: ServeConfig) -> tuple[web.Application, SignalingServer]:
     app = web.Application(client_max_size=MAX_PACKET_BYTES)
-    shared = redis_parts(config.redis_url) if config.redis_url else {}
     server = SignalingServer(
         secret=config.secret,
+        backend=redis_backend(config.redis_url) if config.redis_url else None,
         dev=config.dev,
         cors_origins=config.cors_origins,
         ice_servers=config.ice_servers,
         media=load_media(config.media, config.ice_servers),
-        **shared,
     )
     server.attach(app)
     add_web_routes(

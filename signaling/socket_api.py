@@ -16,10 +16,12 @@ from typing import Any
 import socketio
 
 from .backend import StateBackend
+from .courier import Courier, sio_room
 from .media_backend import MediaBackend, MediaSession
 from .metrics import Metrics
 from .protocol import (
     MAX_SIGNAL_BYTES,
+    REJOIN,
     SIGNAL_TYPES,
     ProtocolError,
     bad_request,
@@ -31,7 +33,7 @@ from .protocol import (
     valid_identity,
 )
 from .rate_limit import RateLimit, TokenBucket
-from .rooms import RoomService, is_socket_owner, new_participant, sio_room
+from .rooms import RoomService, is_socket_owner, new_participant
 from .socketio_internals import SocketServer
 from .tokens import Claims, TokenIssuer
 
@@ -80,6 +82,7 @@ class SocketAPI:
         self,
         sio: SocketServer,
         rooms: RoomService,
+        courier: Courier,
         issuer: TokenIssuer,
         backend: StateBackend,
         media: MediaBackend | None,
@@ -89,6 +92,7 @@ class SocketAPI:
     ) -> None:
         self.sio = sio
         self.rooms = rooms
+        self.courier = courier
         self.issuer = issuer
         self.backend = backend
         self.media = media
@@ -96,7 +100,7 @@ class SocketAPI:
         self.rate_limit = rate_limit
         self.ice_servers = ice_servers
         self.connections: dict[str, Connection] = {}
-        self._leaving: set[asyncio.Task[bool]] = set()
+        self._leaving: set[asyncio.Future[Any]] = set()
         sio.on_refused(self.refuse)
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
@@ -138,14 +142,20 @@ class SocketAPI:
         if conn.joined:
             # Not awaited here: engine.io runs this handler inside a send that finds the client
             # timed out, and that send may be part of a broadcast holding this room's lock.
-            task = asyncio.create_task(self.rooms.leave(conn.room, conn.identity, sid, "disconnected"))
-            self._leaving.add(task)
-            task.add_done_callback(self._left)
+            self._spawn(self.rooms.leave(conn.room, conn.identity, sid, "disconnected"))
 
-    def _left(self, task: asyncio.Task[bool]) -> None:
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._leaving.add(task)
+        task.add_done_callback(self._left)
+
+    def _left(self, task: asyncio.Future[Any]) -> None:
         self._leaving.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("leave after disconnect failed", exc_info=task.exception())
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, ProtocolError):  # the shared state is unavailable: the backend retries
+            log.info("the leave after a disconnect waits for the shared state: %s", error.message)
+        elif error is not None:
+            log.error("a leave or disconnect failed", exc_info=error)
 
     async def drain(self) -> None:
         """Wait for the leaves of connections that are gone (at shutdown)."""
@@ -204,6 +214,20 @@ class SocketAPI:
         if not conn.joined:
             raise ProtocolError("conflict", "join the room first")
 
+    async def _require_listed(self, conn: Connection) -> None:
+        """A joined connection whose participant the room no longer lists (removed while its
+        node could not reach the shared state) may not act: it is told to join again."""
+        self._require_joined(conn)
+        member = await self.backend.membership(conn.room, conn.identity)
+        if member is not None and member.owner == conn.sid:
+            return
+        conn.joined = False
+        await self.sio.leave_room(conn.sid, sio_room(conn.room))
+        await self.sio.emit("kicked", {"reason": REJOIN}, to=conn.sid)
+        # after this event's ack has gone out
+        self._spawn(self.sio.disconnect(conn.sid))
+        raise ProtocolError("conflict", "you are no longer in the room; connect and join again")
+
     async def join(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         if conn.joined:
             raise ProtocolError("conflict", "already joined")
@@ -217,7 +241,12 @@ class SocketAPI:
             raise ProtocolError("conflict", "the connection closed")
         await self.sio.enter_room(conn.sid, sio_room(conn.room))
         conn.joined = True
-        result = await rooms.join(conn.room, participant, conn.sid)
+        try:
+            result = await rooms.join(conn.room, participant, conn.sid)
+        except ProtocolError:  # the shared state is unavailable: not joined, may try again
+            conn.joined = False
+            await self.sio.leave_room(conn.sid, sio_room(conn.room))
+            raise
         if transport == "polling":
             conn.upgrade_watch = asyncio.create_task(self._follow_upgrade(conn))
         snapshot = result.snapshot
@@ -252,7 +281,7 @@ class SocketAPI:
         return {}
 
     async def update(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
-        self._require_joined(conn)
+        await self._require_listed(conn)
         changes: dict[str, Any] = {}
         if "name" in data:
             changes["name"] = check_name(data["name"])
@@ -266,7 +295,7 @@ class SocketAPI:
         return {"self": event["participant"]}
 
     async def signal(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
-        self._require_joined(conn)
+        await self._require_listed(conn)
         to, kind = data.get("to"), data.get("type")
         if not valid_identity(to):
             raise bad_request("`to` must be a participant's identity")
@@ -280,12 +309,12 @@ class SocketAPI:
         member = await self.backend.membership(conn.room, to)
         if member is None or not is_socket_owner(member.owner):
             raise ProtocolError("not_found", f"{to!r} is not a connected participant of this room")
-        await self.sio.emit("signal", {"from": conn.identity, "type": kind, "data": data["data"]}, to=member.owner)
+        await self.courier.emit(member, "signal", {"from": conn.identity, "type": kind, "data": data["data"]})
         self.metrics.events_out.labels("signal").inc()
         return {}
 
     async def message(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
-        self._require_joined(conn)
+        await self._require_listed(conn)
         if not conn.claims.grants.data:
             raise ProtocolError("forbidden", "this token lacks the `data` grant")
         payload, to = parse_message(data)
@@ -293,7 +322,7 @@ class SocketAPI:
         return {"id": message_id}
 
     async def sfu(self, conn: Connection, op: str, data: dict[str, Any]) -> dict[str, Any]:
-        self._require_joined(conn)
+        await self._require_listed(conn)
         if self.media is None:
             raise ProtocolError("not_found", "this server relays no media (no SFU configured)")
         session = MediaSession(conn.room, conn.identity, conn.claims.grants)

@@ -10,7 +10,7 @@ roomwire needs five things the libraries do not offer as public API:
   grows the server without limit) and deadlines for sockets that never complete, or were
   refused, a Socket.IO connect;
 - a broadcast without one asyncio task per recipient (`DirectEmitManager`);
-- the local members of a room and the pub/sub listener task that close() must stop.
+- whether this node has members in a Socket.IO room.
 
 tests/signaling/test_socketio_internals.py fails loudly when a release moves any of them, and
 `verify()` refuses to start against another release than the pinned one.
@@ -19,7 +19,6 @@ tests/signaling/test_socketio_internals.py fails loudly when a release moves any
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -311,12 +310,3 @@ class DirectEmitManager(socketio.AsyncManager):
 def has_local_members(sio: socketio.AsyncServer, room: str) -> bool:
     """Whether any socket of this node is in the Socket.IO room."""
     return bool(sio.manager.rooms.get("/", {}).get(room))
-
-
-async def stop_listener(sio: socketio.AsyncServer) -> None:
-    """Stop the listener task a pub/sub manager (AsyncRedisManager) starts and never stops."""
-    listener = getattr(sio.manager, "thread", None)
-    if isinstance(listener, asyncio.Task):
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener

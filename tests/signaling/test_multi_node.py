@@ -12,12 +12,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import aiohttp
 import pytest
-import socketio
 from aiohttp import web
 from redis import asyncio as aioredis
 from roomwire.signaling import SignalingServer
 from roomwire.signaling.redis_backend import RedisBackend
-from roomwire.signaling.server import SERVER_KEY
 
 from tests.conftest import SECRET, RunningServer, free_port, start_app
 from tests.signaling.redis_server import running_redis
@@ -49,9 +47,7 @@ async def start_node(redis_url: str) -> AsyncIterator[StartNode]:
     started: list[web.AppRunner] = []
 
     async def start() -> RunningServer:
-        backend = RedisBackend(redis_url)
-        manager = socketio.AsyncRedisManager(redis_url)
-        server = SignalingServer(secret=SECRET, backend=backend, client_manager=manager)
+        server = SignalingServer(secret=SECRET, backend=RedisBackend(redis_url))
         app = web.Application()
         server.attach(app)
         runner, url = await start_app(app)
@@ -61,16 +57,6 @@ async def start_node(redis_url: str) -> AsyncIterator[StartNode]:
     yield start
     for runner in reversed(started):
         await runner.cleanup()
-        # close() stopped the Redis listener (a node that never had a socket never started one)
-        listener = getattr(runner.app[SERVER_KEY].sio.manager, "thread", None)
-        assert listener is None or listener.done()
-
-
-async def subscribed(redis: aioredis.Redis, nodes: int) -> None:
-    """Socket.IO's Redis manager subscribes when its node gets its first connection."""
-    async with asyncio.timeout(5):
-        while (await redis.pubsub_numsub("socketio"))[0][1] < nodes:  # noqa: ASYNC110 - polling Redis
-            await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -87,7 +73,6 @@ async def connected(node: RunningServer, identity: str, room: str = "r") -> SioC
 async def test_presence_crosses_nodes(nodes: list[RunningServer], redis: aioredis.Redis) -> None:
     a, b = nodes
     ann, bob = await connected(a, "ann"), await connected(b, "bob")
-    await subscribed(redis, 2)
     ann_ack = await ann.call("join")
     bob_ack = await bob.call("join")
     assert bob_ack["epoch"] == ann_ack["epoch"] and (ann_ack["offset"], bob_ack["offset"]) == (1, 2)
@@ -104,7 +89,6 @@ async def test_presence_crosses_nodes(nodes: list[RunningServer], redis: aioredi
 async def test_signal_and_message_cross_nodes(nodes: list[RunningServer], redis: aioredis.Redis) -> None:
     a, b = nodes
     ann, bob = await connected(a, "ann"), await connected(b, "bob")
-    await subscribed(redis, 2)
     assert (await ann.call("join"))["ok"] and (await bob.call("join"))["ok"]
     assert (await ann.call("signal", {"to": "bob", "type": "offer", "data": {"sdp": "v=0"}}))["ok"]
     got = await bob.wait_for("signal")
@@ -122,7 +106,6 @@ async def test_signal_and_message_cross_nodes(nodes: list[RunningServer], redis:
 async def test_identity_replaced_from_another_node(nodes: list[RunningServer], redis: aioredis.Redis) -> None:
     a, b = nodes
     observer, first, second = await connected(a, "obs"), await connected(a, "ann"), await connected(b, "ann")
-    await subscribed(redis, 2)
     await observer.call("join")
     await first.call("join")
     ack = await second.call("join")
@@ -182,7 +165,6 @@ async def test_dead_node_participants_leave(start_node: StartNode, redis_url: st
         await victim.close()
         victim = SioClient()
         await victim.connect(doomed_url, survivor.token("r", "victim"))
-        await subscribed(redis, 2)
         await observer.call("join")
         assert (await victim.call("join"))["ok"]
         await observer.wait_for("presence", lambda e: e["participant"]["identity"] == "victim")
@@ -206,7 +188,6 @@ async def test_dead_node_participants_leave(start_node: StartNode, redis_url: st
 async def test_presence_reaches_every_socket_in_log_order(nodes: list[RunningServer], redis: aioredis.Redis) -> None:
     """Changes made on both nodes at once: each client sees the log's offsets, in order, once each."""
     clients = [await connected(node, f"{name}{i}") for i in range(4) for node, name in zip(nodes, "ab", strict=True)]
-    await subscribed(redis, 2)
     acks = [await client.call("join") for client in clients]
     assert all(ack["ok"] for ack in acks)
 

@@ -181,9 +181,9 @@ async def test_redis_dead_node_is_reaped_once(redis_url: str) -> None:
     await survivors[0].join("r", person("moved"), "sid-new")  # reconnected on a survivor
     head = await survivors[0].recover("r", None, None)
     # the dead node stops heartbeating without a goodbye
-    for task in dead._tasks:
-        task.cancel()
-    await dead.redis.aclose()
+    await dead.liveness.close()
+    await dead.inbox.close()
+    await dead.link.close()
     await redis.asyncio.Redis.from_url(redis_url).delete(f"{prefix}:node:dead:alive")
     try:
         await asyncio.gather(*(s.reap_dead_nodes() for s in survivors), *(s.reap_dead_nodes() for s in survivors))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from roomwire.signaling.courier import Courier
 from roomwire.signaling.memory_backend import MemoryBackend
 from roomwire.signaling.metrics import Metrics
 from roomwire.signaling.protocol import Grants, ProtocolError
@@ -17,7 +18,8 @@ from roomwire.signaling.tokens import Claims
 @pytest.fixture
 def rooms() -> RoomService:
     sio = SocketServer(limits=SocketLimits(), async_mode="aiohttp")
-    return RoomService(MemoryBackend(), sio, Metrics(), Hooks(), media=None)
+    backend = MemoryBackend()
+    return RoomService(backend, sio, Courier(sio, backend), Metrics(), Hooks(), media=None)
 
 
 def participant(identity: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pytest
 import socketio
 from engineio.async_socket import AsyncSocket
 from roomwire.signaling import socketio_internals
-from roomwire.signaling.rooms import sio_room
+from roomwire.signaling.courier import sio_room
 from roomwire.signaling.socketio_internals import (
     DirectEmitManager,
     IncompatibleSocketIO,
