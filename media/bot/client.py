@@ -26,6 +26,7 @@ from typing import Any
 
 import socketio
 from aiortc.mediastreams import MediaStreamTrack
+from roomwire.signaling.protocol import REJOIN
 
 from .dev_token import split_url
 from .errors import BotError
@@ -403,6 +404,10 @@ class Bot:
 
     async def _on_presence(self, event: Any) -> None:
         change = self.roster.apply_event(event)
+        if change == "resync":
+            log.info("%s: the room's presence log restarted; rejoining for a fresh snapshot", self.identity)
+            self._dropped.set()
+            return
         if change == "stale":
             return
         if change is not None:
@@ -417,7 +422,9 @@ class Bot:
         self._fire("message", Message(sender, data, "data"))
 
     async def _on_kicked(self, data: Any) -> None:
-        self.kicked = str(data.get("reason")) if isinstance(data, dict) else "kicked"
+        reason = str(data.get("reason")) if isinstance(data, dict) else "kicked"
+        if reason != REJOIN:  # "rejoin": the room lost track of us; the reconnect joins again
+            self.kicked = reason
 
     async def _on_sfu_offer(self, data: Any) -> dict[str, Any]:
         link = self._link

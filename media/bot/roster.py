@@ -36,10 +36,16 @@ class Roster:
 
     def apply_event(self, event: Any) -> str | None:
         """Take a presence event; returns "join" or "leave" when someone else came or went,
-        "stale" for an event the snapshot already holds, else None."""
+        "stale" for an event the snapshot already holds, "resync" when the log restarted
+        and its beginning is missed (a new snapshot is needed: rejoin), else None."""
         if not isinstance(event, dict) or not isinstance(event.get("participant"), dict):
             return "stale"
-        if event.get("epoch") == self.epoch and isinstance(event.get("offset"), int):
+        if event.get("epoch") != self.epoch:
+            # the log restarted (a new epoch): what it says from its offset 1 is the whole room
+            if event.get("offset") != 1:
+                return "resync"
+            self.epoch, self.offset, self.others = event["epoch"], 0, {}
+        if isinstance(event.get("offset"), int):
             if event["offset"] <= self.offset:
                 return "stale"
             self.offset = event["offset"]

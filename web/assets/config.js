@@ -53,6 +53,16 @@ export async function fetchDevToken(room, name) {
   return body;
 }
 
+/** `GET /api/rooms/{room}` with a token of the room: `{name, epoch, offset, participants}`. */
+export async function fetchRoom(room, token) {
+  const response = await fetch(apiUrl(`api/rooms/${encodeURIComponent(room)}`), {
+    headers: { Authorization: `Bearer ${token}` },
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new RoomwireError(body.error?.code || 'internal', body.error?.message || `HTTP ${response.status}`);
+  return body;
+}
+
 /** The claims of a JWT, unverified: only to show a name before the server confirms it. */
 export function tokenClaims(token) {
   try {

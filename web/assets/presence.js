@@ -17,9 +17,22 @@ export class Roster extends EventTarget {
     this.dispatchEvent(new CustomEvent('change', { detail: { type: 'snapshot' } }));
   }
 
-  /** Apply one presence event; an event we already hold (a replay) is skipped. */
+  /**
+   * Apply one presence event; an event we already hold (a replay) is skipped. An event of
+   * another epoch means the log restarted (e.g. the server's shared state was lost): its
+   * events from offset 1 are the whole room, so the list starts over; one that is not offset 1
+   * means its start was missed, and a `resync` event asks for a fresh snapshot.
+   */
   apply(event) {
     if (!event?.participant?.identity) return;
+    if (this.epoch && event.epoch && event.epoch !== this.epoch) {
+      if (event.offset !== 1) {
+        this.dispatchEvent(new CustomEvent('resync'));
+        return;
+      }
+      this.participants = new Map();
+      this.offset = 0;
+    }
     if (event.epoch === this.epoch && Number.isInteger(event.offset) && event.offset <= this.offset) return;
     this.epoch = event.epoch ?? this.epoch;
     if (Number.isInteger(event.offset)) this.offset = event.offset;

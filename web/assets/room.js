@@ -1,7 +1,7 @@
 // The room page: lobby, then the call (SFU by default, `?mode=mesh` peer to peer), or a
 // presence-only view with `?watch=1`. Wires the modules together; each owns one concern.
 import { ChatPanel } from './chat.js';
-import { DEV, fetchDevToken, params, roomFromPath, tokenClaims, urlToken } from './config.js';
+import { DEV, fetchDevToken, fetchRoom, params, roomFromPath, tokenClaims, urlToken } from './config.js';
 import { bindControls } from './controls.js';
 import { Stage } from './grid.js';
 import { askInLobby, credentials } from './lobby.js';
@@ -198,6 +198,15 @@ async function startCall() {
     document.body.dataset.transport = signaling.transport || '';
     if (media.muted || media.cameraOff || media.screenTrack || !media.audioTrack) announceMedia();
     startMedia(ack.iceServers || []);
+  });
+  roster.addEventListener('resync', async () => {
+    // the presence log restarted and we missed its start: take the room as it is now
+    try {
+      const now = await fetchRoom(room, signaling.token);
+      roster.reset(now.participants || [], now.epoch, now.offset);
+    } catch (err) {
+      notify(`Could not refresh the participant list: ${err.message}`);
+    }
   });
   signaling.on('presence', (event) => {
     roster.apply(event);

@@ -42,8 +42,14 @@ export class Signaling extends EventTarget {
     this.socket.on('disconnect', (reason) => this.#onDisconnect(reason));
     this.socket.on('connect_error', (err) => this.#onConnectError(err));
     this.socket.on('kicked', (payload) => {
-      this.closing = true;
       const reason = payload?.reason || 'kicked';
+      if (reason === 'rejoin') {
+        // the room lost track of us (its shared state had an outage): the server disconnects
+        // us next, and we connect and join again
+        this.#setState('reconnecting', 'rejoining the room');
+        return;
+      }
+      this.closing = true;
       this.#setState('disconnected', reason === 'replaced' ? 'opened in another tab or window' : reason);
       this.dispatchEvent(new CustomEvent('kicked', { detail: { reason } }));
     });
@@ -107,7 +113,7 @@ export class Signaling extends EventTarget {
       this.dispatchEvent(new CustomEvent('joined', { detail: { ack, rejoin } }));
     } catch (err) {
       if (!this.socket.connected) return; // the disconnect handler takes it from here
-      if (err.code === 'timeout' || err.code === 'internal' || err.code === 'rate_limited') {
+      if (['timeout', 'internal', 'rate_limited', 'unavailable'].includes(err.code)) {
         this.socket.disconnect();
         this.#retry();
         return;
