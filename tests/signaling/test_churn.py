@@ -43,7 +43,9 @@ def live_objects() -> int:
 @pytest.mark.timeout(180)
 async def test_thousand_connect_disconnect_cycles_leak_nothing(make_server):
     # a small presence log fills during the warm-up, so from then on its size is constant
-    running = await make_server(retention=Retention(max_events=100))
+    # a long pong timeout: the steady client shares this process with 1,000 others and a busy
+    # machine must not make it miss one (this test is about leaks; liveness has tests of its own)
+    running = await make_server(retention=Retention(max_events=100), ping_timeout=20)
     steady = socketio.AsyncClient(reconnection=False)  # records nothing: its memory must not count
     await steady.connect(running.url, auth={"token": running.token("churn", "steady")}, transports=["websocket"])
     assert (await steady.call("join", {}))["ok"]
