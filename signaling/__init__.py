@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .rate_limit import RateLimit
     from .server import RUNNER_OPTIONS, SignalingServer
     from .tokens import Claims, TokenIssuer
+    from .turn import TurnCredentials
 
 _EXPORTS = {
     "Claims": "tokens",
@@ -32,6 +33,7 @@ _EXPORTS = {
     "SignalingServer": "server",
     "StateBackend": "backend",
     "TokenIssuer": "tokens",
+    "TurnCredentials": "turn",
 }
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "SignalingServer",
     "StateBackend",
     "TokenIssuer",
+    "TurnCredentials",
 ]
 
 

@@ -15,7 +15,10 @@ from importlib.metadata import entry_points
 
 from .protocol import Grants, ProtocolError
 from .tokens import DEFAULT_TTL, TokenIssuer
+from .turn import DEFAULT_TTL as DEFAULT_TURN_TTL
+from .turn import TurnCredentials
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
 SECRET_HELP = (
     "set ROOMWIRE_SECRET (or pass --secret) to a long random string, for example:\n"
     "  export ROOMWIRE_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')\n"
@@ -43,6 +46,44 @@ def parse_ice_servers(raw: str) -> list[dict[str, object]]:
     return servers
 
 
+def from_env_list(given: list[str] | None, variable: str) -> list[str]:
+    """A repeatable option, else its variable's space-separated values."""
+    return given if given else os.environ.get(variable, "").split()
+
+
+def port_number(text: str) -> int:
+    if not (text.isdigit() and int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number 0..65535 (--port, ROOMWIRE_PORT)")
+    return int(text)
+
+
+def log_level(text: str) -> str:
+    if text.lower() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(LOG_LEVELS)} (ROOMWIRE_LOG_LEVEL)")
+    return text.lower()
+
+
+def turn_credentials(args: argparse.Namespace) -> TurnCredentials | None:
+    """TURN REST credentials from --turn-url/--turn-secret/--turn-ttl; ValueError says what is wrong."""
+    urls = from_env_list(args.turn_url, "ROOMWIRE_TURN_URLS")
+    secret = args.turn_secret or os.environ.get("ROOMWIRE_TURN_SECRET")
+    if not urls and not secret:
+        return None
+    if not secret:
+        raise ValueError(
+            "--turn-url needs the secret that the TURN server checks credentials with: set "
+            "ROOMWIRE_TURN_SECRET (or pass --turn-secret) to coturn's static-auth-secret"
+        )
+    if not urls:
+        raise ValueError(
+            "a TURN secret without a TURN server: add --turn-url turn:HOST:3478?transport=udp "
+            "(repeatable; or ROOMWIRE_TURN_URLS), or unset ROOMWIRE_TURN_SECRET"
+        )
+    turn = TurnCredentials(urls, secret, args.turn_ttl)
+    logging.getLogger("roomwire.turn").info("clients get TURN credentials for %s, valid %d s", " ".join(urls), turn.ttl)
+    return turn
+
+
 def serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -50,6 +91,11 @@ def serve(args: argparse.Namespace) -> int:
     from .server import RUNNER_OPTIONS, ServeConfig, build_app
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        turn = turn_credentials(args)
+    except ValueError as exc:
+        print(f"roomwire: {exc}", file=sys.stderr)
+        return 2
     secret = args.secret or os.environ.get("ROOMWIRE_SECRET")
     if not secret:
         if not args.dev:
@@ -68,9 +114,10 @@ def serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         dev=args.dev,
-        cors_origins=args.cors_origin,
-        frame_ancestors=args.frame_ancestor,
+        cors_origins=from_env_list(args.cors_origin, "ROOMWIRE_CORS_ORIGINS"),
+        frame_ancestors=from_env_list(args.frame_ancestor, "ROOMWIRE_FRAME_ANCESTORS"),
         ice_servers=parse_ice_servers(args.ice_servers),
+        turn=turn,
         media=args.media,
         redis_url=args.redis_url or None,
     )
@@ -130,21 +177,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roomwire", description="Real-time rooms over Socket.IO and WebRTC.")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    # Every option a deployment sets also reads a ROOMWIRE_* variable (the image is configured
+    # that way); secrets are better there than on the command line, where `ps` shows them.
+    env = os.environ.get
     p = commands.add_parser("serve", help="run the server")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default=env("ROOMWIRE_HOST", "127.0.0.1"), help="(ROOMWIRE_HOST; 127.0.0.1)")
+    p.add_argument("--port", type=port_number, default=env("ROOMWIRE_PORT", "8080"), help="(ROOMWIRE_PORT; 8080)")
     p.add_argument("--secret", help="token signing secret (prefer the ROOMWIRE_SECRET variable)")
     p.add_argument("--dev", action="store_true", help="development mode: POST /api/dev/token mints tokens")
-    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                   help="allow browser pages from this origin (repeatable); none by default")
-    p.add_argument("--frame-ancestor", action="append", default=[], metavar="ORIGIN",
-                   help="let pages of this origin frame the web client (repeatable); only its own by default")
-    p.add_argument("--ice-servers", default=os.environ.get("ROOMWIRE_ICE_SERVERS", "[]"),
-                   help="JSON list of ICE servers handed to clients and used by the SFU")
-    p.add_argument("--redis-url", default=os.environ.get("ROOMWIRE_REDIS_URL"),
-                   help="run as one of many nodes sharing this Redis (redis://host:6379/0)")
+    p.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                   help="allow browser pages from this origin (repeatable; ROOMWIRE_CORS_ORIGINS, "
+                        "space-separated); none by default")
+    p.add_argument("--frame-ancestor", action="append", metavar="ORIGIN",
+                   help="let pages of this origin frame the web client (repeatable; ROOMWIRE_FRAME_ANCESTORS, "
+                        "space-separated); only its own by default")
+    p.add_argument("--ice-servers", default=env("ROOMWIRE_ICE_SERVERS", "[]"),
+                   help="JSON list of ICE servers handed to clients and used by the SFU (ROOMWIRE_ICE_SERVERS)")
+    p.add_argument("--turn-url", action="append", metavar="URL",
+                   help="TURN server for per-participant credentials, e.g. turn:turn.example:3478?transport=udp "
+                        "(repeatable; ROOMWIRE_TURN_URLS, space-separated); needs the TURN secret")
+    p.add_argument("--turn-secret",
+                   help="the TURN server's static-auth-secret (prefer the ROOMWIRE_TURN_SECRET variable)")
+    p.add_argument("--turn-ttl", type=int, default=env("ROOMWIRE_TURN_TTL", str(DEFAULT_TURN_TTL)), metavar="SECONDS",
+                   help=f"lifetime of TURN credentials, at most 24 h (ROOMWIRE_TURN_TTL; {DEFAULT_TURN_TTL})")
+    p.add_argument("--redis-url", default=env("ROOMWIRE_REDIS_URL"),
+                   help="run as one of many nodes sharing this Redis (redis://host:6379/0; ROOMWIRE_REDIS_URL)")
     p.add_argument("--media", default="sfu", help="media backend (entry point name) or `none`")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", type=log_level, default=env("ROOMWIRE_LOG_LEVEL", "info"),
+                   help=f"{', '.join(LOG_LEVELS)} (ROOMWIRE_LOG_LEVEL; info)")
     p.set_defaults(run=serve)
 
     t = commands.add_parser("token", help="mint an access token offline")

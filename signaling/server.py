@@ -40,6 +40,7 @@ from .rooms import Hooks, JoinHook, LeaveHook, MessageHook, RoomService
 from .socket_api import SocketAPI
 from .socketio_internals import DirectEmitManager, SocketLimits, SocketServer
 from .tokens import TokenIssuer
+from .turn import TurnCredentials
 from .web_routes import add_web_routes
 
 log = logging.getLogger("roomwire.server")
@@ -74,6 +75,7 @@ class SignalingServer:
         dev: bool = False,
         cors_origins: Sequence[str] = (),
         ice_servers: Sequence[dict[str, Any]] = (),
+        turn: TurnCredentials | None = None,
         retention: Retention | None = None,
         rate_limit: RateLimit | None = None,
         ping_interval: float = 3.0,
@@ -120,6 +122,7 @@ class SignalingServer:
             self.metrics,
             rate_limit or RateLimit(),
             self.ice_servers,
+            turn,
         )
         self.rest = RestAPI(self.issuer, self.rooms, self.backend, self.metrics, dev)
         self.sse = PresenceSSE(self.issuer, self.backend, self.watchers)
@@ -228,6 +231,7 @@ class ServeConfig:
     cors_origins: list[str] = field(default_factory=list)
     frame_ancestors: list[str] = field(default_factory=list)
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
+    turn: TurnCredentials | None = None  # for clients only: the SFU's own peers use ice_servers
     media: str | None = "sfu"
     web_dir: Path = WEB_DIR
     redis_url: str | None = None  # many nodes: shared state and Socket.IO routing through Redis
@@ -261,6 +265,7 @@ def build_app(config: ServeConfig) -> tuple[web.Application, SignalingServer]:
         dev=config.dev,
         cors_origins=config.cors_origins,
         ice_servers=config.ice_servers,
+        turn=config.turn,
         media=load_media(config.media, config.ice_servers),
     )
     server.attach(app)

@@ -36,6 +36,7 @@ from .rate_limit import RateLimit, TokenBucket
 from .rooms import RoomService, is_socket_owner, new_participant
 from .socketio_internals import SocketServer
 from .tokens import Claims, TokenIssuer
+from .turn import TurnCredentials
 
 log = logging.getLogger("roomwire.socket")
 
@@ -89,6 +90,7 @@ class SocketAPI:
         metrics: Metrics,
         rate_limit: RateLimit,
         ice_servers: list[dict[str, Any]],
+        turn: TurnCredentials | None = None,
     ) -> None:
         self.sio = sio
         self.rooms = rooms
@@ -99,6 +101,7 @@ class SocketAPI:
         self.metrics = metrics
         self.rate_limit = rate_limit
         self.ice_servers = ice_servers
+        self.turn = turn  # per-participant TURN credentials in each join ack, beside ice_servers
         self.connections: dict[str, Connection] = {}
         self._leaving: set[asyncio.Future[Any]] = set()
         sio.on_refused(self.refuse)
@@ -250,13 +253,16 @@ class SocketAPI:
         if transport == "polling":
             conn.upgrade_watch = asyncio.create_task(self._follow_upgrade(conn))
         snapshot = result.snapshot
+        ice_servers = self.ice_servers
+        if self.turn is not None:  # minted at every join: a client back after expiry gets fresh ones
+            ice_servers = [*ice_servers, self.turn.ice_server(conn.identity)]
         return {
             "room": conn.room,
             "self": participant,
             "participants": snapshot.participants,
             "epoch": snapshot.epoch,
             "offset": snapshot.offset,
-            "iceServers": self.ice_servers,
+            "iceServers": ice_servers,
         }
 
     async def _follow_upgrade(self, conn: Connection) -> None:
