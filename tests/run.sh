@@ -12,10 +12,20 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v redis-server >/dev/null || missing+=(redis-server)
+# The TURN tests: coturn, network namespaces (ip) and a firewall in them (nft). They start
+# coturn themselves, without a config file, on their own addresses and ports.
+command -v turnserver >/dev/null || missing+=(coturn)
+command -v nft >/dev/null || missing+=(nftables)
+command -v ip >/dev/null || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing ${missing[*]} (Debian packages)"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [[ " ${missing[*]} " == *" coturn "* && -d /run/systemd/system ]]; then
+    # under systemd the package starts coturn with its default, unauthenticated config
+    step "stopping and disabling the coturn service that the package started"
+    as_root systemctl disable --now coturn >/dev/null 2>&1 || true
+  fi
 fi
 
 if [ ! -x .venv/bin/python ]; then

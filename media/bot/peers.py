@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from roomwire.media.rtc import rtc_configuration  # always explicit ICE servers: aiortc's default is unreachable
 
@@ -67,6 +67,8 @@ class PeerLink:
     ) -> None:
         self._call = call
         self._config = rtc_configuration(ice_servers)
+        self._turn_urls = turn_urls(self._config)
+        self._relay_checked = False
         self._on_track = on_track
         self._on_data = on_data
         self._on_failed = on_failed
@@ -139,6 +141,7 @@ class PeerLink:
     async def _negotiate(self, pc: RTCPeerConnection) -> None:
         offer = await pc.createOffer()
         await pc.setLocalDescription(offer)  # gathers every candidate: no trickle needed
+        self._check_relay(pc)
         sources = {}
         for transceiver in pc.getTransceivers():
             publication = self._senders.get(transceiver.sender.track)  # type: ignore[call-overload]
@@ -175,6 +178,7 @@ class PeerLink:
             except Exception as exc:  # aiortc raises whatever it trips on; tell the server
                 log.warning("cannot answer the SFU's offer: %s", exc)
                 return _refusal(f"{type(exc).__name__}: {exc}")
+            self._check_relay(pc)
             self._apply_track_map(pc, infos)
             return {"sdp": pc.localDescription.sdp}
 
@@ -184,6 +188,23 @@ class PeerLink:
             self._subscriber.on("datachannel", self._watch_channel)
             self._watch_state(self._subscriber, "subscriber")
         return self._subscriber
+
+    def _check_relay(self, pc: RTCPeerConnection) -> None:
+        """Behind a NAT or firewall media only passes through TURN: say so when TURN gave nothing.
+
+        aiortc drops a failed TURN allocation silently; the only trace is the missing relay
+        candidate in our own description.
+        """
+        if self._relay_checked or not self._turn_urls:
+            return
+        self._relay_checked = True
+        if " typ relay" not in pc.localDescription.sdp:
+            log.error(
+                "the TURN server (%s) gave no relay candidate: it refused the credentials from the join "
+                "ack (does the server's TURN secret match the TURN server's static-auth-secret?) or it "
+                "cannot be reached. Media will not pass a NAT or firewall without it.",
+                " ".join(self._turn_urls),
+            )
 
     def _watch_state(self, pc: RTCPeerConnection, role: str) -> None:
         def changed() -> None:
@@ -241,6 +262,13 @@ class PeerLink:
                 await pc.close()
         self._publisher = self._subscriber = None
         self._channel = None
+
+
+def turn_urls(config: RTCConfiguration) -> list[str]:
+    """The turn: and turns: URLs among the ICE servers of a configuration."""
+    servers = config.iceServers or []
+    urls = [url for server in servers for url in ([server.urls] if isinstance(server.urls, str) else server.urls)]
+    return [url for url in urls if url.startswith(("turn:", "turns:"))]
 
 
 def _refusal(message: str) -> dict[str, Any]:
