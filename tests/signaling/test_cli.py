@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
 
 from roomwire.signaling import TokenIssuer
 
-from tests.conftest import SECRET
+from tests.conftest import SECRET, free_port
+from tests.media.test_bot_cli import read_until
+from tests.sio_client import joined_client
 
 ROOMWIRE = [sys.executable, "-m", "roomwire.signaling.cli"]
 
 
-def run(*args: str, secret: str | None = SECRET, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ROOMWIRE_SECRET"}
+def clean_environment(secret: str | None) -> dict[str, str]:
+    """This environment without ROOMWIRE_* settings (the test run's own switches stay)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMWIRE_") or k == "ROOMWIRE_REQUIRE_ALL"}
     if secret is not None:
         env["ROOMWIRE_SECRET"] = secret
+    return env
+
+
+def run(
+    *args: str, secret: str | None = SECRET, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    env = {**clean_environment(secret), **(env or {})}
     return subprocess.run([*ROOMWIRE, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
@@ -54,3 +66,60 @@ def test_serve_refuses_malformed_ice_servers():
     assert not_json.returncode != 0 and "--ice-servers must be JSON" in not_json.stderr
     no_urls = run("serve", "--port", "0", "--media", "none", "--ice-servers", '[{"username": "u"}]')
     assert no_urls.returncode != 0 and "list of {urls" in no_urls.stderr
+
+
+def test_serve_refuses_bad_turn_settings_with_what_to_do():
+    no_secret = run("serve", "--port", "0", "--media", "none", "--turn-url", "turn:turn.example:3478")
+    assert no_secret.returncode == 2 and "set ROOMWIRE_TURN_SECRET (or pass --turn-secret)" in no_secret.stderr
+    no_url = run("serve", "--port", "0", "--media", "none", "--turn-secret", "s3cret")
+    assert no_url.returncode == 2 and "add --turn-url turn:HOST:3478?transport=udp" in no_url.stderr
+    turn = ("--turn-url", "turn:turn.example:3478", "--turn-secret", "s3cret")
+    too_long = run("serve", "--port", "0", "--media", "none", *turn, "--turn-ttl", "90000")
+    assert too_long.returncode == 2 and "must be 1..86400 seconds (24 h), not 90000" in too_long.stderr
+    not_turn = run("serve", "--port", "0", "--media", "none", "--turn-url", "stun:x:3478", "--turn-secret", "s")
+    assert not_turn.returncode == 2 and "'stun:x:3478' is not a TURN URL" in not_turn.stderr
+    assert "s3cret" not in too_long.stderr + no_url.stderr
+
+
+def test_serve_refuses_bad_environment_values():
+    port = run("serve", "--media", "none", env={"ROOMWIRE_PORT": "eighty"})
+    assert port.returncode == 2 and "'eighty' is not a port number 0..65535 (--port, ROOMWIRE_PORT)" in port.stderr
+    level = run("serve", "--media", "none", env={"ROOMWIRE_LOG_LEVEL": "loud"})
+    assert level.returncode == 2 and "'loud' is not one of debug, info, warning, error" in level.stderr
+    ttl = run("serve", "--media", "none", env={"ROOMWIRE_TURN_TTL": "an hour"})
+    assert ttl.returncode == 2 and "--turn-ttl" in ttl.stderr
+
+
+async def test_serve_is_configured_by_roomwire_variables_alone():
+    """As the image runs it: no option on the command line, TURN credentials in the join ack."""
+    port = free_port()
+    urls = ["turn:turn.example:3478?transport=udp", "turn:turn.example:3478?transport=tcp"]
+    env = {
+        **clean_environment(SECRET),
+        "ROOMWIRE_HOST": "127.0.0.1",
+        "ROOMWIRE_PORT": str(port),
+        "ROOMWIRE_ICE_SERVERS": '[{"urls": "stun:stun.example:3478"}]',
+        "ROOMWIRE_TURN_URLS": " ".join(urls),
+        "ROOMWIRE_TURN_SECRET": "turn-secret-never-logged",
+        "ROOMWIRE_TURN_TTL": "600",
+        "ROOMWIRE_LOG_LEVEL": "debug",
+    }
+    process = await asyncio.create_subprocess_exec(
+        *ROOMWIRE, "serve", "--media", "none", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        output = await read_until(process, "serving on")
+        assert f"serving on http://127.0.0.1:{port}/" in output
+        token = TokenIssuer(SECRET).mint(identity="ann", room="r")
+        client, ack = await joined_client(f"http://127.0.0.1:{port}", token)
+        await client.close()
+    finally:
+        process.terminate()
+        rest, _ = await process.communicate()
+    stun, turn = ack["iceServers"]
+    assert stun == {"urls": "stun:stun.example:3478"}
+    assert turn["urls"] == urls and turn["username"].endswith(":ann")
+    assert abs(int(turn["username"].split(":")[0]) - (time.time() + 600)) < 10
+    output += rest.decode()
+    assert "clients get TURN credentials for " + " ".join(urls) + ", valid 600 s" in output
+    assert "turn-secret-never-logged" not in output
