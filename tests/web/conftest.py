@@ -54,12 +54,13 @@ MakeWebServer = Callable[..., Awaitable[RunningServer]]
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def make_web_server() -> AsyncIterator[MakeWebServer]:
-    """`await make_web_server(prefix="")`: roomwire as `roomwire serve --dev` builds it."""
+    """`await make_web_server(prefix="", **options)`: roomwire as `roomwire serve --dev` builds it."""
     servers = Servers()
 
-    async def make(prefix: str = "") -> RunningServer:
+    async def make(prefix: str = "", **options: Any) -> RunningServer:
+        """`options`: more SignalingServer options (`turn=...`)."""
         return await servers.start(
-            prefix=prefix, web_client=True, dev=True, media=SFU(ice_servers=[], offer_timeout=5)
+            prefix=prefix, web_client=True, dev=True, media=SFU(ice_servers=[], offer_timeout=5), **options
         )
 
     yield make

@@ -6,6 +6,18 @@ export const BASE = new URL('../', import.meta.url);
 export const DEV = document.querySelector('meta[name="roomwire-dev"]')?.content === 'true';
 export const ROOM_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 export const params = new URLSearchParams(location.search);
+/** `?relay=1`: media only through the TURN servers of the join ack, to diagnose NAT trouble. */
+export const FORCE_RELAY = params.get('relay') === '1';
+
+/** The configuration of our peer connections, from the `iceServers` of the join ack. */
+export function peerConfig(iceServers) {
+  return { iceServers, iceTransportPolicy: FORCE_RELAY ? 'relay' : 'all' };
+}
+
+/** Whether any of these ICE servers is a TURN server (the only way through a strict NAT). */
+export function hasTurn(iceServers) {
+  return iceServers.some((server) => [server.urls].flat().some((url) => /^turns?:/.test(url)));
+}
 
 /**
  * A token given in the URL: `?token=T`, or `#token=T`, which stays out of server logs and

@@ -3,6 +3,7 @@
 // lower identity is polite). Every signal carries our session id, so a peer that rejoined
 // (new session) gets a fresh connection instead of a renegotiation of a dead one.
 // A `signal`'s data: {session, description?, candidate?, sources?: {streamId: source}}.
+import { peerConfig } from './config.js';
 
 export const MESH_LIMIT = 4;
 
@@ -18,7 +19,7 @@ export class MeshSession extends EventTarget {
     this.media = media;
     this.self = self;
     this.session = randomId();
-    this.config = { iceServers };
+    this.config = peerConfig(iceServers);
     this.peers = new Map();
     // Our outgoing streams; their ids tell the far side which source a track is.
     this.cameraStream = new MediaStream();

@@ -1,7 +1,7 @@
 // The room page: lobby, then the call (SFU by default, `?mode=mesh` peer to peer), or a
 // presence-only view with `?watch=1`. Wires the modules together; each owns one concern.
 import { ChatPanel } from './chat.js';
-import { DEV, fetchDevToken, fetchRoom, params, roomFromPath, tokenClaims, urlToken } from './config.js';
+import { DEV, FORCE_RELAY, fetchDevToken, fetchRoom, hasTurn, params, roomFromPath, tokenClaims, urlToken } from './config.js';
 import { bindControls } from './controls.js';
 import { Stage } from './grid.js';
 import { askInLobby, credentials } from './lobby.js';
@@ -136,6 +136,9 @@ async function startCall() {
     session?.close();
     session = null;
     stage.clear();
+    if (FORCE_RELAY && !hasTurn(iceServers)) {
+      notify('Relay only (?relay=1), but this server hands out no TURN server: media cannot connect.');
+    }
     if (mode === 'mesh') {
       const others = roster.list().filter((p) => p.identity !== self);
       if (others.length >= MESH_LIMIT) {

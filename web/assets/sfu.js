@@ -3,6 +3,7 @@
 // subscriber: the server offers (`sfu.offer`), our answer goes back in the ack.
 // Candidates: we wait briefly for gathering so the SDP carries them (aiortc prefers that),
 // and trickle whatever comes later with `sfu.candidate`.
+import { peerConfig } from './config.js';
 
 const GATHER_WAIT_MS = 1500;
 
@@ -46,7 +47,7 @@ export class SfuSession extends EventTarget {
     super();
     this.signaling = signaling;
     this.media = media;
-    this.config = { iceServers, bundlePolicy: 'max-bundle' };
+    this.config = { ...peerConfig(iceServers), bundlePolicy: 'max-bundle' };
     this.canPublish = publish;
     this.canSubscribe = subscribe;
     this.publisher = null;
