@@ -128,6 +128,16 @@ def token(identity: str) -> str:
     return TokenIssuer(SECRET).mint(identity=identity, room="nat")
 
 
+async def record_behind_the_firewall(lab: Lab, spawn: Spawn, url: str, identity: str, folder: Path) -> Spawned:
+    """`roomwire bot --record` in the client namespace for a few seconds; returns it exited."""
+    recorder = await spawn(
+        "recorder", lab.pair.client, "bot", "--url", url, "--room", "nat", "--token", token(identity),
+        "--record", str(folder), "--duration", "7", "--stats", "0",
+    )  # fmt: skip
+    await recorder.exit_code(timeout=60)
+    return recorder
+
+
 def video_frames(recording: Path) -> list[tuple[int, int]]:
     """The size of every video frame that decodes."""
     with av.open(str(recording)) as container:
@@ -137,15 +147,12 @@ def video_frames(recording: Path) -> list[tuple[int, int]]:
 async def test_a_client_behind_a_firewall_records_media_relayed_by_coturn(lab, spawn, tmp_path):
     server, url = await serve_room(lab, spawn, GOOD_PORT, TURN_SECRET)
     recordings = tmp_path / "recordings"
-    recorder = await spawn(
-        "recorder", lab.pair.client, "bot", "--url", url, "--room", "nat", "--token", token("behind-nat"),
-        "--record", str(recordings), "--duration", "8", "--stats", "0",
-    )  # fmt: skip
-    assert await recorder.exit_code(timeout=60) == 0, recorder.output()
+    recorder = await record_behind_the_firewall(lab, spawn, url, "behind-nat", recordings)
+    assert recorder.process.returncode == 0, recorder.output()
     assert "no relay candidate" not in recorder.output()
 
     frames = video_frames(recordings / "pattern.webm")
-    assert len(frames) >= 40, f"{len(frames)} frames in 8 s of a 15 fps pattern"
+    assert len(frames) >= 40, f"{len(frames)} frames in 7 s of a 15 fps pattern"
     assert set(frames) == {(320, 240)}
     # coturn reports an allocation's traffic when it ends: the recording came through it
     with contextlib.suppress(TimeoutError):
@@ -158,11 +165,8 @@ async def test_a_client_behind_a_firewall_records_media_relayed_by_coturn(lab, s
 async def test_a_wrong_turn_secret_gets_no_media_and_a_clear_error(lab, spawn, tmp_path):
     server, url = await serve_room(lab, spawn, WRONG_PORT, "not-the-secret-coturn-has")
     recordings = tmp_path / "recordings"
-    recorder = await spawn(
-        "recorder", lab.pair.client, "bot", "--url", url, "--room", "nat", "--token", token("wrong-secret"),
-        "--record", str(recordings), "--duration", "6", "--stats", "0",
-    )  # fmt: skip
-    assert await recorder.exit_code(timeout=60) == 1, recorder.output()
+    recorder = await record_behind_the_firewall(lab, spawn, url, "wrong-secret", recordings)
+    assert recorder.process.returncode == 1, recorder.output()
     output = recorder.output()
     assert f"the TURN server ({lab.turn.url}) gave no relay candidate" in output
     assert "static-auth-secret" in output and "recorded nothing: no media arrived" in output
