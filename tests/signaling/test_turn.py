@@ -12,8 +12,9 @@ import time
 import pytest
 from aioice import stun, turn
 from roomwire.signaling import TurnCredentials
+from roomwire.signaling.server import ServeConfig, build_app
 
-from tests.conftest import free_port, require_part
+from tests.conftest import SECRET, free_port, require_part
 from tests.sio_client import joined_client
 from tests.turn_server import running_turnserver
 
@@ -105,3 +106,10 @@ async def test_each_join_ack_holds_fresh_credentials_for_the_joiner_beside_the_s
     assert bob_ack["iceServers"][1]["username"].endswith(":bob")
     await again.close()
     await bob.close()
+
+
+def test_roomwire_serve_gives_turn_to_clients_only_and_the_sfu_the_static_servers():
+    static = [{"urls": "stun:stun.example:3478"}]
+    turn = TurnCredentials(URLS, TURN_SECRET)
+    _, server = build_app(ServeConfig(secret=SECRET, ice_servers=static, turn=turn, media="sfu"))
+    assert server.media is not None and server.media.ice_servers == static
