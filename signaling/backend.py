@@ -160,3 +160,27 @@ class StateBackend(ABC):
     async def request(self, node: str, command: Command, timeout: float) -> Any:
         """Have `node` carry out `command` and return its answer. A ProtocolError raised there
         is raised here; no answer within `timeout` is ProtocolError("unavailable")."""
+
+    # -- where each room's media lives (one node per room) -----------------------------------
+
+    async def media_node(self, room: str, place: bool) -> str | None:
+        """The node holding the room's media; with `place`, the least loaded node takes it when
+        none (alive) does. One process holds every room's media itself."""
+        return self.node_id
+
+    async def media_nodes(self, rooms: list[str]) -> dict[str, str | None]:
+        """`media_node(room, place=False)` for many rooms at once."""
+        return dict.fromkeys(rooms, self.node_id)
+
+    async def keep_media(self, rooms: set[str], load: float) -> set[str]:
+        """This node still holds these rooms' media (and is this loaded, 0 = idle): refresh its
+        claims. Returns the rooms another node has taken meanwhile."""
+        return set()
+
+    async def release_media(self, room: str) -> None:  # noqa: B027 - optional hook
+        """This node holds the room's media no more."""
+
+    def trusted_for(self) -> float:
+        """Seconds this node's view of the shared state has been reliable (connected, with quick
+        round trips): a node acts on what it no longer sees only after a while of that."""
+        return float("inf")

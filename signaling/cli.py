@@ -8,6 +8,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import secrets
 import sys
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from .turn import DEFAULT_TTL as DEFAULT_TURN_TTL
 from .turn import TurnCredentials
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 SECRET_HELP = (
     "set ROOMWIRE_SECRET (or pass --secret) to a long random string, for example:\n"
     "  export ROOMWIRE_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')\n"
@@ -55,6 +57,12 @@ def port_number(text: str) -> int:
     if not (text.isdigit() and int(text) <= 65535):
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number 0..65535 (--port, ROOMWIRE_PORT)")
     return int(text)
+
+
+def node_id(text: str) -> str:
+    if not NODE_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: a node id is 1 to 32 of A-Z a-z 0-9 - _ (ROOMWIRE_NODE_ID)")
+    return text
 
 
 def log_level(text: str) -> str:
@@ -120,6 +128,7 @@ def serve(args: argparse.Namespace) -> int:
         turn=turn,
         media=args.media,
         redis_url=args.redis_url or None,
+        node_id=args.node_id or None,
     )
     try:
         app, _ = build_app(config)
@@ -202,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"lifetime of TURN credentials, at most 24 h (ROOMWIRE_TURN_TTL; {DEFAULT_TURN_TTL})")
     p.add_argument("--redis-url", default=env("ROOMWIRE_REDIS_URL"),
                    help="run as one of many nodes sharing this Redis (redis://host:6379/0; ROOMWIRE_REDIS_URL)")
+    p.add_argument("--node-id", type=node_id, default=env("ROOMWIRE_NODE_ID"),
+                   help="this node's name among many, in logs and Redis keys (ROOMWIRE_NODE_ID; random)")
     p.add_argument("--media", default="sfu", help="media backend (entry point name) or `none`")
     p.add_argument("--log-level", type=log_level, default=env("ROOMWIRE_LOG_LEVEL", "info"),
                    help=f"{', '.join(LOG_LEVELS)} (ROOMWIRE_LOG_LEVEL; info)")

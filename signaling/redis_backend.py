@@ -51,6 +51,9 @@ from .redis_liveness import NodeLiveness
 log = logging.getLogger("roomwire.redis")
 
 REAP_LOCK_MS = 30_000
+# A room's media lease (and a node's published load) lasts this long unless refreshed (every
+# media_router.TEND_INTERVAL): a dead media node is noticed this fast.
+MEDIA_LEASE_MS = 2000
 
 
 def encode(participant: Participant) -> str:
@@ -103,7 +106,8 @@ class RedisBackend(StateBackend):
         self.inbox = NodeInbox(self.link, self.node_id)
         self.liveness = NodeLiveness(self.link, self.node_id, self.reregister, self._reap)
         scripts = {name: self.redis.register_script(getattr(redis_scripts, name.upper())) for name in
-                   ("join", "leave", "update", "recover", "keep", "reregister")}  # fmt: skip
+                   ("join", "leave", "update", "recover", "keep", "reregister",
+                    "place_media", "keep_media", "release_media")}  # fmt: skip
         self._scripts = scripts
         self._held: dict[tuple[str, str], Held] = {}
         self._pending_leaves: dict[tuple[str, str], str] = {}
@@ -255,6 +259,36 @@ class RedisBackend(StateBackend):
 
     async def request(self, node: str, command: Command, timeout: float) -> Any:
         return await self.inbox.request(node, command, timeout)
+
+    # -- where each room's media lives -----------------------------------------------------------
+
+    async def media_node(self, room: str, place: bool) -> str | None:
+        args = [self.link.prefix, room, MEDIA_LEASE_MS, "1" if place else "", self.node_id]
+        async with self.link.command():
+            return await self._scripts["place_media"](keys=[], args=args) or None
+
+    async def media_nodes(self, rooms: list[str]) -> dict[str, str | None]:
+        if not rooms:
+            return {}
+        async with self.link.command():
+            holders = await self.redis.mget([self.link.key("media", room) for room in rooms])
+        return dict(zip(rooms, holders, strict=True))
+
+    async def keep_media(self, rooms: set[str], load: float) -> set[str]:
+        async with self.link.command():
+            await self.redis.set(self.link.key("node", self.node_id, "load"), f"{load:.3f}", px=MEDIA_LEASE_MS)
+            if not rooms:
+                return set()
+            args = [self.link.prefix, self.node_id, MEDIA_LEASE_MS, *sorted(rooms)]
+            return set(await self._scripts["keep_media"](keys=[], args=args))
+
+    async def release_media(self, room: str) -> None:
+        async with self.link.command():
+            await self._scripts["release_media"](keys=[], args=[self.link.prefix, self.node_id, room])
+
+    def trusted_for(self) -> float:
+        since = self.liveness.connected_since
+        return 0.0 if since is None else asyncio.get_running_loop().time() - since
 
     # -- after an outage ---------------------------------------------------------------------
 

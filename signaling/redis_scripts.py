@@ -183,3 +183,63 @@ local reply = {'e', current, last_offset, last_id}
 for i = #entries, 1, -1 do table.insert(reply, entries[i][2][4]) end
 return reply
 """
+
+# Room media placement. `<prefix>:media:<room>` names the node holding the room's media (a lease
+# its holder refreshes); `<prefix>:node:<id>:media` is the set of rooms a node holds, and
+# `<prefix>:node:<id>:load` its load score (a short TTL: only a node that is alive right now
+# publishes one). These scripts read keys they derive from the prefix (one Redis, no Cluster).
+
+# The room's media node; if there is none (or it stopped publishing its load), the node with
+# the lowest score takes it: rooms it holds + its published load.
+# ARGV: prefix, room, lease ms, place ("1" to choose a node when there is none), the asking node
+# (alive by definition: chosen when no node has published its load yet). -> node or false
+PLACE_MEDIA = r"""
+local prefix, room, ttl, place, asking = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local lease = prefix .. ':media:' .. room
+local function node_key(node, what) return prefix .. ':node:' .. node .. ':' .. what end
+local owner = redis.call('GET', lease)
+if owner and redis.call('EXISTS', node_key(owner, 'load')) == 1 then return owner end
+if place ~= '1' then return false end
+local best, best_score = false, nil
+for _, node in ipairs(redis.call('SMEMBERS', prefix .. ':nodes')) do
+  local load = redis.call('GET', node_key(node, 'load'))
+  if load then
+    local score = redis.call('SCARD', node_key(node, 'media')) + tonumber(load)
+    if best_score == nil or score < best_score then best, best_score = node, score end
+  end
+end
+if not best then best = asking end
+if owner then redis.call('SREM', node_key(owner, 'media'), room) end
+redis.call('SET', lease, best, 'PX', ttl)
+redis.call('SADD', node_key(best, 'media'), room)
+return best
+"""
+
+# A node refreshes the leases it holds. ARGV: prefix, node, lease ms, rooms... -> rooms lost
+KEEP_MEDIA = r"""
+local prefix, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local lost = {}
+for i = 4, #ARGV do
+  local lease = prefix .. ':media:' .. ARGV[i]
+  local owner = redis.call('GET', lease)
+  if owner == node then
+    redis.call('PEXPIRE', lease, ttl)
+  elseif not owner then
+    redis.call('SET', lease, node, 'PX', ttl)  -- lapsed (Redis stalled or restarted): still ours
+    redis.call('SADD', prefix .. ':node:' .. node .. ':media', ARGV[i])
+  else
+    redis.call('SREM', prefix .. ':node:' .. node .. ':media', ARGV[i])
+    table.insert(lost, ARGV[i])
+  end
+end
+return lost
+"""
+
+# A node lets go of a room's media. ARGV: prefix, node, room
+RELEASE_MEDIA = r"""
+local prefix, node, room = ARGV[1], ARGV[2], ARGV[3]
+local lease = prefix .. ':media:' .. room
+if redis.call('GET', lease) == node then redis.call('DEL', lease) end
+redis.call('SREM', prefix .. ':node:' .. node .. ':media', room)
+return 1
+"""

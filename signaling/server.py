@@ -28,6 +28,7 @@ from .courier import Courier
 from .http_auth import install_cors
 from .media_backend import MediaBackend
 from .media_port import MediaPort
+from .media_router import MediaRouter
 from .memory_backend import MemoryBackend
 from .metrics import Metrics
 from .presence_poll import PresencePoll
@@ -110,6 +111,9 @@ class SignalingServer:
             engineio_logger=False,
         )
         self.courier = Courier(self.sio, self.backend)
+        if media is not None and self.backend.shared:
+            # many nodes: each room's media lives on one of them
+            media = self.media = MediaRouter(media, self.backend, self.courier, self.sio)
         self.rooms = RoomService(self.backend, self.sio, self.courier, self.metrics, self.hooks, media)
         self.watchers = WatcherPresence(self.rooms, self.backend)
         self.sockets = SocketAPI(
@@ -234,7 +238,8 @@ class ServeConfig:
     turn: TurnCredentials | None = None  # for clients only: the SFU's own peers use ice_servers
     media: str | None = "sfu"
     web_dir: Path = WEB_DIR
-    redis_url: str | None = None  # many nodes: shared state and Socket.IO routing through Redis
+    redis_url: str | None = None  # many nodes: shared state and routing between nodes through Redis
+    node_id: str | None = None  # this node's name among many (random by default)
 
 
 def load_media(name: str | None, ice_servers: list[dict[str, Any]]) -> MediaBackend | None:
@@ -248,20 +253,20 @@ def load_media(name: str | None, ice_servers: list[dict[str, Any]]) -> MediaBack
     return factory(ice_servers=ice_servers)
 
 
-def redis_backend(url: str) -> StateBackend:
+def redis_backend(url: str, node_id: str | None) -> StateBackend:
     """The backend of a node of a multi-node deployment (needs the `redis` extra)."""
     try:
         from .redis_backend import RedisBackend
     except ImportError as exc:  # redis is an optional extra: `pip install 'roomwire[redis]'`
         raise ValueError(f"--redis-url needs the redis package: pip install 'roomwire[redis]' ({exc})") from None
-    return RedisBackend(url)
+    return RedisBackend(url, node_id=node_id)
 
 
 def build_app(config: ServeConfig) -> tuple[web.Application, SignalingServer]:
     app = web.Application(client_max_size=MAX_PACKET_BYTES)
     server = SignalingServer(
         secret=config.secret,
-        backend=redis_backend(config.redis_url) if config.redis_url else None,
+        backend=redis_backend(config.redis_url, config.node_id) if config.redis_url else None,
         dev=config.dev,
         cors_origins=config.cors_origins,
         ice_servers=config.ice_servers,
