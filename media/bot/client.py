@@ -71,6 +71,8 @@ class Bot:
         self.roster = Roster()
         self.media_available = False
         self.reconnects = 0
+        self.media_restarts = 0  # `sfu.restart`s handled: the room's media moved to another node
+        self._ice_servers: list[dict[str, Any]] = []
         self.error: BotError | None = None
         self.kicked: str | None = None
         self.closed = asyncio.Event()
@@ -159,6 +161,7 @@ class Bot:
         sio.on("message", self._on_socket_message)
         sio.on("kicked", self._on_kicked)
         sio.on("sfu.offer", self._on_sfu_offer)
+        sio.on("sfu.restart", self._on_sfu_restart)
         try:
             await sio.connect(
                 self._origin,
@@ -177,8 +180,13 @@ class Bot:
         self._dropped.clear()
         ack = await self._call("join", {})
         self._apply_snapshot(ack)
+        self._ice_servers = ack.get("iceServers") or []
+        await self._start_media()
+
+    async def _start_media(self) -> None:
+        """Both peer connections with the room's media node: subscribe, publish, open data."""
         link = self._link = PeerLink(
-            self._call, ack.get("iceServers") or [], self._track_arrived, self._data_arrived, self._media_failed
+            self._call, self._ice_servers, self._track_arrived, self._data_arrived, self._media_failed
         )
         if self._subscribe:
             try:
@@ -425,6 +433,19 @@ class Bot:
         reason = str(data.get("reason")) if isinstance(data, dict) else "kicked"
         if reason != REJOIN:  # "rejoin": the room lost track of us; the reconnect joins again
             self.kicked = reason
+
+    async def _on_sfu_restart(self, data: Any) -> None:
+        """The room's media moved to another node: new peer connections, the same publications."""
+        if self._link is None or self._dropped.is_set():
+            return  # a reconnect is under way: it starts the media again anyway
+        link, self._link = self._link, None
+        log.info("%s: the room's media moved; publishing and subscribing again", self.identity)
+        self.media_restarts += 1
+        await link.close()
+        try:
+            await self._start_media()
+        except BotError as exc:
+            self._media_failed(f"restarting media failed: {exc.message}")
 
     async def _on_sfu_offer(self, data: Any) -> dict[str, Any]:
         link = self._link

@@ -40,7 +40,7 @@ class Roster:
         and its beginning is missed (a new snapshot is needed: rejoin), else None."""
         if not isinstance(event, dict) or not isinstance(event.get("participant"), dict):
             return "stale"
-        if event.get("epoch") != self.epoch:
+        if self.epoch and event.get("epoch") != self.epoch:
             # the log restarted (a new epoch): what it says from its offset 1 is the whole room
             if event.get("offset") != 1:
                 return "resync"

@@ -96,6 +96,7 @@ async function startCall() {
   let session = null;
   let restartTimer = 0;
   let restarts = 0;
+  let iceServersOfJoin = [];
 
   const chat = new ChatPanel({
     form: $('chat-form'),
@@ -200,7 +201,8 @@ async function startCall() {
     stage.render(media);
     document.body.dataset.transport = signaling.transport || '';
     if (media.muted || media.cameraOff || media.screenTrack || !media.audioTrack) announceMedia();
-    startMedia(ack.iceServers || []);
+    iceServersOfJoin = ack.iceServers || [];
+    startMedia(iceServersOfJoin);
   });
   roster.addEventListener('resync', async () => {
     // the presence log restarted and we missed its start: take the room as it is now
@@ -210,6 +212,13 @@ async function startCall() {
     } catch (err) {
       notify(`Could not refresh the participant list: ${err.message}`);
     }
+  });
+  signaling.on('sfu.restart', () => {
+    // the room's media moved to another server node: publish and subscribe again, at once
+    if (!(session instanceof SfuSession)) return;
+    clearTimeout(restartTimer);
+    notify('Media moved to another server; reconnecting…');
+    startMedia(iceServersOfJoin);
   });
   signaling.on('presence', (event) => {
     roster.apply(event);
