@@ -24,17 +24,18 @@ def test_compose_file_validates_against_the_compose_spec() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_compose_runs_two_nodes_of_the_image_on_redis_with_coturn_sharing_their_turn_secret() -> None:
+def test_compose_runs_scalable_nodes_of_the_image_on_redis_with_coturn_sharing_their_turn_secret() -> None:
     require_part(importlib.util.find_spec("ruamel") is not None, "ruamel.yaml", "comes with check-jsonschema")
     from ruamel.yaml import YAML
 
     compose = YAML(typ="safe").load(COMPOSE.read_text())
     services = compose["services"]
-    assert {"node1", "node2", "redis", "coturn"} <= set(services)
+    assert {"node", "redis", "coturn"} <= set(services)
+    assert services["node"]["deploy"]["replicas"] == 2 and services["node"]["ports"] == ["8081-8088:8080"]
     coturn = services["coturn"]["command"]
     assert "--use-auth-secret" in coturn
     (coturn_secret,) = [arg.split("=", 1)[1] for arg in coturn if arg.startswith("--static-auth-secret=")]
-    for name in ("node1", "node2"):
+    for name in ("node",):
         node = services[name]
         assert node["build"] == "." and "command" not in node, "nodes run the image's CMD: no install at start"
         environment = node["environment"]

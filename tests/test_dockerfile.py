@@ -205,6 +205,6 @@ def test_every_roomwire_variable_of_the_image_and_compose_is_a_serve_option() ->
     known = set(re.findall(r"ROOMWIRE_[A-Z_]+", help_text))
     image = {k for stage in read_dockerfile() for k in stage.env() if k.startswith("ROOMWIRE_")}
     compose = YAML(typ="safe").load((REPO / "docker-compose.yml").read_text())
-    nodes = {k for name in ("node1", "node2") for k in compose["services"][name]["environment"]}
+    nodes = set(compose["services"]["node"]["environment"])
     assert image and nodes
     assert image | nodes <= known, (image | nodes) - known
