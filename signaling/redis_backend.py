@@ -404,30 +404,18 @@ class RedisBackend(StateBackend):
         return task is not None and not task.done()
 
     async def _deliver(self, room: str, last_id: tuple[int, int], deliver: Deliver, wanted: Callable[[], bool]) -> None:
-        log_key = self._keys(room)[1]
-        delay = BACKOFF_FIRST
+        async def take(_: str, fields: dict[str, Any]) -> None:
+            event = json.loads(fields["e"])
+            self._saw(room, event)
+            try:
+                await deliver(event)
+            except Exception:
+                log.exception("delivering an event of room %s failed", room)
+
         try:
             # `wanted()` is checked and the task ends in one step, so a join that finds this task
             # still running is sure to be delivered to.
-            while wanted():
-                try:
-                    reply = await self.link.blocking.xread({log_key: "{}-{}".format(*last_id)}, block=BLOCK_MS)
-                except RedisError as exc:
-                    # After a restart the stream starts again with later ids (they are times),
-                    # so reading on from `last_id` misses nothing of the new log.
-                    self.link.lost(exc)
-                    delay = await self.link.backoff(delay)
-                    continue
-                delay = BACKOFF_FIRST
-                for _, entries in reply or []:
-                    for raw_id, fields in entries:
-                        last_id = stream_id(raw_id)
-                        event = json.loads(fields["e"])
-                        self._saw(room, event)
-                        try:
-                            await deliver(event)
-                        except Exception:
-                            log.exception("delivering an event of room %s failed", room)
+            await self.link.read_stream(self._keys(room)[1], "{}-{}".format(*last_id), take, wanted)
         finally:
             if self._deliveries.get(room) is asyncio.current_task():
                 del self._deliveries[room]

@@ -20,11 +20,10 @@ from collections import deque
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisError
 
 from .backend import Command, CommandHandler
 from .protocol import ProtocolError
-from .redis_link import BACKOFF_FIRST, BLOCK_MS, RedisLink
+from .redis_link import RedisLink
 
 log = logging.getLogger("roomwire.redis.inbox")
 
@@ -93,20 +92,10 @@ class NodeInbox:
     # -- reading -------------------------------------------------------------------------------
 
     async def _read_forever(self, last_id: str) -> None:
-        key = self.key(self.node_id)
-        delay = BACKOFF_FIRST
-        while True:
-            try:
-                reply = await self.link.blocking.xread({key: last_id}, block=BLOCK_MS, count=256)
-            except RedisError as exc:
-                self.link.lost(exc)
-                delay = await self.link.backoff(delay)
-                continue
-            delay = BACKOFF_FIRST
-            for _, entries in reply or []:
-                for entry_id, fields in entries:
-                    last_id = entry_id
-                    await self._take(orjson.loads(fields["c"]))
+        async def take(_: str, fields: dict[str, Any]) -> None:
+            await self._take(orjson.loads(fields["c"]))
+
+        await self.link.read_stream(self.key(self.node_id), last_id, take)
 
     async def _take(self, command: Command) -> None:
         if command.get("op") == "reply":

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from redis import asyncio as aioredis
 from redis.backoff import NoBackoff
@@ -97,6 +98,30 @@ class RedisLink:
         """Sleep `delay`; the next delay to use."""
         await asyncio.sleep(delay)
         return min(delay * 2, BACKOFF_CAP)
+
+    async def read_stream(
+        self,
+        key: str,
+        last_id: str,
+        take: Callable[[str, dict[str, Any]], Awaitable[None]],
+        wanted: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """Hand every entry of a stream after `last_id` to `take`, in order, while `wanted()`;
+        through Redis outages (with backoff). After a Redis restart a stream starts again with
+        later ids (they are times), so reading on from `last_id` misses nothing of the new one."""
+        delay = BACKOFF_FIRST
+        while wanted():
+            try:
+                reply = await self.blocking.xread({key: last_id}, block=BLOCK_MS, count=256)
+            except RedisError as exc:
+                self.lost(exc)
+                delay = await self.backoff(delay)
+                continue
+            delay = BACKOFF_FIRST
+            for _, entries in reply or []:
+                for entry_id, fields in entries:
+                    last_id = entry_id
+                    await take(entry_id, fields)
 
     async def close(self) -> None:
         await self.redis.aclose()

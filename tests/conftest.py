@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,15 @@ class Servers:
     async def close(self) -> None:
         for runner in reversed(self._runners):
             await runner.cleanup()
+
+
+@pytest.fixture
+def redis_process() -> Iterator[Any]:
+    """A real redis-server of this test's own, which the test may restart or stall."""
+    from tests.signaling.redis_server import running_redis_process
+
+    with running_redis_process() as server:
+        yield server
 
 
 @pytest.fixture

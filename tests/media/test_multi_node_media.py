@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -17,7 +17,7 @@ from roomwire.signaling.tokens import TokenIssuer
 
 from tests.conftest import SECRET
 from tests.node_process import NodeProcess
-from tests.signaling.redis_server import RedisProcess, running_redis_process
+from tests.signaling.redis_server import RedisProcess
 from tests.sio_client import joined_client
 
 pytestmark = pytest.mark.timeout(120)
@@ -28,12 +28,6 @@ StartNodes = Callable[[int], Awaitable[list[NodeProcess]]]
 
 def token(room: str, identity: str) -> str:
     return issuer.mint(identity=identity, room=room)
-
-
-@pytest.fixture
-def redis_process() -> Iterator[RedisProcess]:
-    with running_redis_process() as server:
-        yield server
 
 
 @pytest.fixture

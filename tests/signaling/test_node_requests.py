@@ -5,7 +5,7 @@ reply, the caller gets a protocol error within the timeout, not a hang."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,16 +16,10 @@ from roomwire.signaling.redis_backend import RedisBackend
 
 from tests.conftest import SECRET, RunningServer, start_app
 from tests.node_process import NodeProcess
-from tests.signaling.redis_server import RedisProcess, running_redis_process
+from tests.signaling.redis_server import RedisProcess
 from tests.sio_client import joined_client
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def redis_process() -> Iterator[RedisProcess]:
-    with running_redis_process() as server:
-        yield server
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,19 +22,13 @@ from roomwire.signaling import SignalingServer
 from roomwire.signaling.redis_backend import RedisBackend
 
 from tests.conftest import SECRET, RunningServer, start_app
-from tests.signaling.redis_server import RedisProcess, running_redis_process
+from tests.signaling.redis_server import RedisProcess
 from tests.signaling.sse_reader import SSEReader
 from tests.sio_client import SioClient, joined_client
 
 pytestmark = pytest.mark.timeout(120)
 
 MEMBERS = {"a1": 0, "a2": 0, "b1": 1, "b2": 1}  # identity -> the node it connects to
-
-
-@pytest.fixture
-def redis_process() -> Iterator[RedisProcess]:
-    with running_redis_process() as server:
-        yield server
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ another node by themselves (`sfu.restart`, no reload)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,17 +14,11 @@ from roomwire.signaling.tokens import TokenIssuer
 
 from tests.conftest import SECRET
 from tests.node_process import NodeProcess
-from tests.signaling.redis_server import RedisProcess, running_redis_process
+from tests.signaling.redis_server import RedisProcess
 from tests.sio_client import joined_client
 from tests.web.conftest import join, wait_remote_video
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(120)]
-
-
-@pytest.fixture
-def redis_process() -> Iterator[RedisProcess]:
-    with running_redis_process() as server:
-        yield server
 
 
 @pytest.fixture
