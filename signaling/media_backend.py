@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from prometheus_client import CollectorRegistry
+
 from .protocol import Grants
 
 
@@ -24,6 +26,11 @@ class MediaSession:
 
 class MediaSignaling(Protocol):
     """What the signaling server offers the media backend."""
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry:
+        """The registry /metrics serves: the media backend adds its own metrics to it."""
+        ...
 
     async def send_offer(
         self, room: str, identity: str, sdp: str, timeout: float, extra: dict[str, Any] | None = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from .backend import StateBackend
 from .courier import Courier
 from .metrics import Metrics
@@ -20,6 +22,10 @@ class MediaPort:
         self.backend = backend
         self.rooms = rooms
         self.metrics = metrics
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry:
+        return self.metrics.registry
 
     async def send_offer(
         self, room: str, identity: str, sdp: str, timeout: float, extra: dict[str, Any] | None = None
