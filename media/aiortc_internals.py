@@ -1,39 +1,48 @@
-"""Every use of aiortc's private internals, in one place, pinned to one aiortc release.
+"""Every use of aiortc's private internals (and of aioice's, beneath it), in one place, pinned.
 
-The SFU needs four things aiortc has no public API for: the encoded frames a receiver
-assembles (before its decoder thread), a way to send a picture-loss indication (PLI) to a
-publisher, a hook for the PLI/FIR a subscriber sends us, and the codec a transceiver
-negotiated. Each is a small function here; tests/media/test_aiortc_internals.py fails loudly
-if an aiortc release moves any of them, so an upgrade breaks this one file, not the SFU.
+The SFU keeps aiortc's peer connections for ICE, DTLS and SDP, and moves RTP itself:
+- ingress: a receiver's RTP packets come to the SFU as aiortc parsed them, before its
+  jitter buffer and decoder (`tap_receiver`), and so do the sender reports of the publisher;
+- egress: a subscriber's `RTCRtpSender` never runs its encoder loop or RTCP task
+  (`take_over_sender`); the SFU writes RTP and RTCP through the connection's own SRTP session
+  and selected ICE pair (`SrtpWriter`) and receives the subscriber's feedback for that
+  sender's SSRC (`RtcpSink`).
+tests/media/test_aiortc_internals.py fails loudly if an aiortc release moves any of this, so
+an upgrade breaks this one file, not the SFU.
 """
 
 from __future__ import annotations
 
-import fractions
+import inspect
 import queue
 from collections.abc import Callable
 from typing import Any
 
+import aioice
 import aiortc
-import av
-from aiortc import RTCIceCandidate, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import (
+    RTCDtlsTransport,
+    RTCIceCandidate,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
 from aiortc.codecs import CODECS
-from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcpeerconnection import find_common_codecs
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import AnyRtcpPacket, RtpPacket
 from aiortc.sdp import SessionDescription, candidate_from_sdp
-from aiortc.utils import uint16_add, uint16_gt
 
 PINNED_AIORTC = "1.16.0"
 
-# (codec, av.Packet) for each complete encoded frame; called on the event loop thread.
-PacketCallback = Callable[[RTCRtpCodecParameters, av.Packet], None]
+# a packet as aiortc parsed it, on the event loop
+RtpHandler = Callable[[RtpPacket], None]
+RtcpHandler = Callable[[AnyRtcpPacket], None]
 
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
-_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
-_KIND = "_RTCRtpReceiver__kind"
-_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
+MAX_SEND_BUFFER = 256 * 1024  # bytes an ICE pair's socket may hold in user space before we drop
 
 
 class IncompatibleAiortc(RuntimeError):
@@ -41,133 +50,188 @@ class IncompatibleAiortc(RuntimeError):
 
 
 def verify() -> None:
-    """Fail loudly, at SFU start, if the installed aiortc is not the pinned release."""
+    """Fail loudly, at SFU start, if the installed aiortc (or the aioice it runs on) is not what
+    this module was written against."""
     if aiortc.__version__ != PINNED_AIORTC:
         raise IncompatibleAiortc(
             f"roomwire's SFU relies on aiortc {PINNED_AIORTC} internals; found {aiortc.__version__}"
         )
+    # aioice is a range in aiortc's requirements: check the parts SrtpWriter uses by shape
+    pair = aioice.ice.CandidatePair
+    if (
+        "self._nominated" not in inspect.getsource(aioice.Connection.__init__)
+        or "self.protocol = protocol" not in inspect.getsource(pair.__init__)
+        or not isinstance(getattr(pair, "remote_addr", None), property)
+    ):
+        raise IncompatibleAiortc(f"aioice {aioice.__version__} has no selected pairs where SrtpWriter looks")
 
 
-class _FrameTap:
-    """Stands in for a receiver's decoder input queue.
+# -- ingress -------------------------------------------------------------------------------------
 
-    `RTCRtpReceiver._handle_rtp_packet` puts each jitter-buffered `(codec, JitterFrame)` here
-    on the event loop; we hand it on as an `av.Packet` instead of letting the decoder thread
-    decode it. The decoder thread itself still exists (aiortc starts and joins it), but it
-    only ever waits on the original queue, which receives nothing but the stop sentinel: so
-    its lifecycle stays aiortc's own, whether the tap went in before or after it started.
+
+class _EndSignal:
+    """Stands in for a receiver's decoder input queue, only to learn when the receiver stops.
+
+    With the tap in place nothing is ever queued for decoding; aiortc still starts its decoder
+    thread, which waits on the original queue, and stops it by queueing None (RTCP BYE,
+    disconnect, `stop()`): that None is passed on, and `on_end` runs.
     """
 
-    def __init__(self, original: queue.Queue, on_packet: PacketCallback, on_end: Callable[[], None]):
+    def __init__(self, original: queue.Queue, on_end: Callable[[], None]) -> None:
         self._original = original
-        self._on_packet = on_packet
         self._on_end = on_end
-        self._time_bases: dict[int, fractions.Fraction] = {}
 
     def put(self, item: Any) -> None:
-        if item is None:  # the receiver is stopping: release the decoder thread
-            self._original.put(None)
+        self._original.put(item)
+        if item is None:
             self._on_end()
-            return
-        codec, frame = item
-        time_base = self._time_bases.get(codec.clockRate)
-        if time_base is None:
-            time_base = self._time_bases[codec.clockRate] = fractions.Fraction(1, codec.clockRate)
-        packet = av.Packet(frame.data)
-        packet.pts = frame.timestamp
-        packet.time_base = time_base
-        self._on_packet(codec, packet)
 
     def get(self, *args: Any, **kwargs: Any) -> Any:
         return self._original.get(*args, **kwargs)
 
 
-class ForwardingJitterBuffer(JitterBuffer):
-    """aiortc's jitter buffer, releasing frames as soon as they are complete.
+def tap_receiver(
+    receiver: RTCRtpReceiver, on_rtp: RtpHandler, on_rtcp: RtcpHandler, on_end: Callable[[], None]
+) -> None:
+    """Hand the receiver's RTP packets to `on_rtp` instead of its jitter buffer and decoder, and
+    its RTCP (the remote sender's reports) to `on_rtcp` as well as to aiortc.
 
-    aiortc only knows a video frame is complete when the first packet of the next one arrives
-    (one frame interval late), and holds 4 audio packets before releasing any: fine before a
-    decoder, pure added latency before a forwarder. Here a video frame goes out as soon as all
-    its packets up to the one with the marker bit are in (aiortc's own rule still applies too),
-    and an audio packet (one Opus frame) goes out at once unless it is late or a duplicate.
-    """
-
-    def __init__(self, kind: str) -> None:
-        if kind == "audio":
-            super().__init__(capacity=16)
-        else:
-            super().__init__(capacity=512, is_video=True)
-        self._audio = kind == "audio"
-
-    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
-        if self._audio:
-            if self._origin is not None and uint16_gt(self._origin, packet.sequence_number):
-                return False, None  # late or duplicate
-            self._origin = uint16_add(packet.sequence_number, 1)
-            return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)  # type: ignore[attr-defined]
-        pli_flag, frame = super().add(packet)
-        if frame is None and self._origin is not None:
-            frame = self._complete_at_origin(packet.timestamp)
-        return pli_flag, frame
-
-    def _complete_at_origin(self, timestamp: int) -> JitterFrame | None:
-        """The frame at the head of the buffer, if all its packets up to the marker are in."""
-        head = self._packets[self._origin % self._capacity]
-        if head is None or head.timestamp != timestamp:
-            return None
-        packets = []
-        for i in range(self._capacity):
-            packet = self._packets[(self._origin + i) % self._capacity]
-            if packet is None or packet.timestamp != timestamp:
-                return None
-            packets.append(packet)
-            if packet.marker:
-                self.remove(len(packets))
-                return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)  # type: ignore
-        return None
-
-
-def tap_receiver(receiver: RTCRtpReceiver, on_packet: PacketCallback, on_end: Callable[[], None]) -> None:
-    """Route the receiver's encoded frames to `on_packet` instead of its decoder, each as soon as
-    it is complete (`ForwardingJitterBuffer`). Call it before media flows.
-
-    `on_end` runs when the receiver stops (RTCP BYE, disconnect, close). Idempotent per receiver.
+    `on_end` runs when the receiver stops (RTCP BYE, disconnect, close). Call it before media
+    flows; a receiver is tapped once.
     """
     current = getattr(receiver, _DECODER_QUEUE)
-    if isinstance(current, _FrameTap):
-        return
-    if not isinstance(current, queue.Queue) or not isinstance(getattr(receiver, _JITTER_BUFFER), JitterBuffer):
-        raise IncompatibleAiortc("RTCRtpReceiver's decoder queue or jitter buffer is not where it used to be")
-    setattr(receiver, _JITTER_BUFFER, ForwardingJitterBuffer(getattr(receiver, _KIND)))
-    setattr(receiver, _DECODER_QUEUE, _FrameTap(current, on_packet, on_end))
+    if isinstance(current, _EndSignal):
+        raise ValueError("this receiver is already tapped")
+    if not isinstance(current, queue.Queue):
+        raise IncompatibleAiortc("RTCRtpReceiver's decoder queue is not where it used to be")
+    aiortc_rtcp = receiver._handle_rtcp_packet
+
+    async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+        on_rtp(packet)
+
+    async def handle_rtcp(packet: AnyRtcpPacket) -> None:
+        on_rtcp(packet)
+        await aiortc_rtcp(packet)  # BYE still ends the receiver
+
+    receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
+    receiver._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+    setattr(receiver, _DECODER_QUEUE, _EndSignal(current, on_end))
 
 
 def is_tapped(receiver: RTCRtpReceiver) -> bool:
-    return isinstance(getattr(receiver, _DECODER_QUEUE, None), _FrameTap)
+    return isinstance(getattr(receiver, _DECODER_QUEUE, None), _EndSignal)
 
 
-def media_ssrcs(receiver: RTCRtpReceiver) -> list[int]:
-    """The SSRCs the receiver has seen media on, retransmission (RTX) streams excluded."""
-    rtx = getattr(receiver, _RTX_SSRC)
-    return [s.source for s in receiver.getSynchronizationSources() if s.source not in rtx]
+def receive_statistics(clock_rate: int) -> StreamStatistics:
+    """aiortc's RFC 3550 receive statistics (loss, jitter) for the reports we send a publisher."""
+    return StreamStatistics(clock_rate)
 
 
-async def send_picture_loss(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
-    """Ask the remote sender for a keyframe (RTCP PLI)."""
-    await receiver._send_rtcp_pli(media_ssrc)
+def bitrate_estimator() -> RemoteBitrateEstimator:
+    """aiortc's receive-side bandwidth estimator (abs-send-time based), for REMB to a publisher.
 
-
-def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
-    """Call `callback` whenever the remote receiver sends PLI or FIR for this sender.
-
-    aiortc's own `_send_keyframe` only flags its encoder, which the packet path never uses.
+    `add(arrival_time_ms, abs_send_time, payload_size, ssrc)` returns `(bitrate, ssrcs)` when
+    the estimate should be sent.
     """
-    sender._send_keyframe = callback  # type: ignore[method-assign]
+    return RemoteBitrateEstimator()
 
 
-def forget_keyframe_request(sender: RTCRtpSender) -> None:
-    """Undo `on_keyframe_request`, so the sender no longer references the callback's owner."""
-    sender.__dict__.pop("_send_keyframe", None)
+# -- egress --------------------------------------------------------------------------------------
+
+
+def take_over_sender(sender: RTCRtpSender, on_start: Callable[[RTCRtpSendParameters], None]) -> None:
+    """aiortc calls `sender.send(parameters)` once the transceiver is negotiated and DTLS is up,
+    and again after every renegotiation; instead of starting the sender's encoder loop and RTCP
+    task, each call hands the parameters to `on_start`. `sender.stop()` then has nothing to stop.
+    """
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        on_start(parameters)
+
+    sender.send = send  # type: ignore[method-assign]
+
+
+def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
+    """The SSRCs aiortc put in the SDP for this sender: (media, retransmission)."""
+    return sender._ssrc, sender._rtx_ssrc
+
+
+def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
+    """The MediaStream id of the sender's `a=msid` (browsers synchronise audio and video that share one)."""
+    sender._stream_id = stream_id
+
+
+class SrtpWriter:
+    """Sends RTP and RTCP on a connected DTLS transport, synchronously: protected with the
+    transport's own SRTP session, then handed to the selected ICE pair's datagram transport.
+
+    Nothing waits in user space: a datagram the socket cannot take (more than MAX_SEND_BUFFER
+    already buffered) is dropped, and `send_*` return False.
+    """
+
+    __slots__ = ("_addr", "_protect", "_protect_rtcp", "_transport")
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        pair = dtls.transport._connection._nominated.get(1)
+        if dtls._tx_srtp is None or pair is None:
+            raise ConnectionError("the DTLS transport is not connected")
+        self._protect = dtls._tx_srtp.protect
+        self._protect_rtcp = dtls._tx_srtp.protect_rtcp
+        self._transport = pair.protocol.transport
+        self._addr = pair.remote_addr
+
+    @property
+    def open(self) -> bool:
+        return not self._transport.is_closing()
+
+    def send_rtp(self, packet: bytes) -> bool:
+        transport = self._transport
+        if transport.get_write_buffer_size() > MAX_SEND_BUFFER or transport.is_closing():
+            return False
+        transport.sendto(self._protect(packet), self._addr)
+        return True
+
+    def send_rtcp(self, packet: bytes) -> bool:
+        transport = self._transport
+        if transport.get_write_buffer_size() > MAX_SEND_BUFFER or transport.is_closing():
+            return False
+        transport.sendto(self._protect_rtcp(packet), self._addr)
+        return True
+
+
+def srtp_writer(dtls: RTCDtlsTransport) -> SrtpWriter | None:
+    """A writer for the transport, or None while it is not connected."""
+    if dtls.state != "connected":
+        return None
+    try:
+        return SrtpWriter(dtls)
+    except ConnectionError:
+        return None
+
+
+class RtcpSink:
+    """Receives the RTCP a remote receiver sends about one of our SSRCs (RR, REMB, NACK,
+    PLI/FIR), through the transport's own RTP/RTCP router."""
+
+    def __init__(self, dtls: RTCDtlsTransport, ssrc: int, handler: RtcpHandler) -> None:
+        self._ssrc = ssrc  # the router's key
+        self._handler = handler
+        self._dtls = dtls
+        dtls._rtp_router.register_sender(self, ssrc)
+
+    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
+        self._handler(packet)
+
+    def close(self) -> None:
+        self._dtls._rtp_router.unregister_sender(self)
+
+
+# -- negotiation -----------------------------------------------------------------------------------
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    """The codecs the last negotiation chose for this transceiver, preferred first (RTX included)."""
+    return list(transceiver._codecs)
 
 
 def negotiated_codec(transceiver: RTCRtpTransceiver) -> RTCRtpCodecParameters | None:

@@ -1,9 +1,10 @@
 """The publisher peer connection of one participant: the client offers, the SFU answers.
 
-Each audio/video section the client sends on becomes a `PublishedTrack` whose receiver is
-tapped (see `aiortc_internals.tap_receiver`): its encoded frames feed the track's
-`PacketFanout` and are never decoded. The `data` channel the client opens is handed to the
-room's `DataRelay`.
+Each audio/video section the client sends on becomes a `PublishedTrack`. Its receiver is
+tapped (`aiortc_internals.tap_receiver`): every RTP packet goes to the publication's
+`TrackForwarder` as it arrives, never to aiortc's jitter buffer or decoder. A receiver
+outlives the publications made on it; each publication gets a fresh forwarder. The `data`
+channel the client opens is handed to the room's `DataRelay`.
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import av
-from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import AnyRtcpPacket, RtpPacket
 from roomwire.signaling.protocol import ProtocolError, bad_request
 
 from . import aiortc_internals
+from .aiortc_internals import SrtpWriter
 from .data_relay import DataRelay
-from .forwarding import KeyframeRequester, PacketFanout
+from .media_metrics import MediaStats
 from .publish_offer import PublishOffer
 from .rtc import PendingCandidates, close_pc, rtc_configuration, wait_connected
+from .rtp_forwarder import TrackForwarder
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +48,8 @@ class PublishedTrack:
     source: str
     mid: str
     mime_type: str
-    codec: RTCRtpCodecParameters | None
-    fanout: PacketFanout
+    codec: RTCRtpCodecParameters
+    forwarder: TrackForwarder
 
     def info(self) -> dict[str, Any]:
         """The presence view: `{sid, kind, source}`."""
@@ -59,11 +62,31 @@ class _Inbound:
 
     mid: str
     kind: str
-    receiver: RTCRtpReceiver
-    keyframes: KeyframeRequester
+    transceiver: RTCRtpTransceiver
+    stats: MediaStats
     track: PublishedTrack | None = None
     ended: bool = False  # the receiver stopped (RTCP BYE, disconnect): nothing more will come
     withheld: bool = False  # unpublished by the client; stays off until it stops sending
+    writer: SrtpWriter | None = None
+
+    def on_rtp(self, packet: RtpPacket) -> None:
+        if self.track is not None:
+            self.track.forwarder.receive(packet)
+        else:
+            self.stats.dropped["unpublished"] += 1
+
+    def on_rtcp(self, packet: AnyRtcpPacket) -> None:
+        if self.track is not None:
+            self.track.forwarder.on_rtcp(packet)
+
+    def send_rtcp(self, data: bytes) -> bool:
+        """RTCP to the publisher (receiver reports, NACK, PLI, REMB); False if it cannot go out."""
+        writer = self.writer
+        if writer is None or not writer.open:
+            writer = self.writer = aiortc_internals.srtp_writer(self.transceiver.receiver.transport)
+            if writer is None:
+                return False
+        return writer.send_rtcp(data)
 
 
 class Publisher:
@@ -73,10 +96,12 @@ class Publisher:
         ice_servers: list[dict[str, Any]],
         relay: DataRelay,
         relay_data: bool,
+        stats: MediaStats,
         on_tracks_changed: Callable[[], None],
         on_failed: Callable[[], None],
     ) -> None:
         self.identity = identity
+        self._stats = stats
         self._ice_servers = ice_servers
         self._relay = relay
         self._relay_data = relay_data
@@ -130,10 +155,10 @@ class Publisher:
 
         @pc.on("track")
         def on_track(track: Any) -> None:
-            # Tap as soon as the receiver exists, before aiortc starts its decoder thread.
+            # Tap as soon as the receiver exists, before aiortc starts receiving.
             for transceiver in pc.getTransceivers():
                 if transceiver.receiver.track is track:
-                    self._tap(transceiver.mid, transceiver.kind, transceiver.receiver)
+                    self._tap(transceiver)
 
         @pc.on("datachannel")
         def on_datachannel(channel: Any) -> None:
@@ -148,24 +173,17 @@ class Publisher:
 
         return pc
 
-    def _tap(self, mid: str | None, kind: str, receiver: RTCRtpReceiver) -> _Inbound | None:
+    def _tap(self, transceiver: RTCRtpTransceiver) -> _Inbound | None:
+        mid = transceiver.mid
         if mid is None:
             return None
         inbound = self._inbound.get(mid)
         if inbound is not None:
             return inbound
-
-        async def send_pli() -> None:
-            for ssrc in aiortc_internals.media_ssrcs(receiver):
-                await aiortc_internals.send_picture_loss(receiver, ssrc)
-
-        inbound = self._inbound[mid] = _Inbound(mid, kind, receiver, KeyframeRequester(send_pli))
-
-        def on_packet(codec: RTCRtpCodecParameters, packet: av.Packet) -> None:
-            if inbound.track is not None:
-                inbound.track.fanout.push(codec.mimeType, packet)
-
-        aiortc_internals.tap_receiver(receiver, on_packet, lambda: self._receiver_ended(inbound))
+        inbound = self._inbound[mid] = _Inbound(mid, transceiver.kind, transceiver, self._stats)
+        aiortc_internals.tap_receiver(
+            transceiver.receiver, inbound.on_rtp, inbound.on_rtcp, lambda: self._receiver_ended(inbound)
+        )
         return inbound
 
     def _apply_tracks(self, offer: PublishOffer) -> bool:
@@ -176,7 +194,7 @@ class Publisher:
             transceiver = transceivers.get(media.mid)
             if transceiver is None:
                 continue
-            inbound = self._tap(media.mid, media.kind, transceiver.receiver)
+            inbound = self._tap(transceiver)
             if inbound is None:
                 continue
             if not media.sending:
@@ -190,6 +208,8 @@ class Publisher:
                 continue
             if inbound.withheld or inbound.ended:
                 continue
+            codecs = aiortc_internals.negotiated_codecs(transceiver)
+            rtcp_ssrc, _ = aiortc_internals.sender_ssrcs(transceiver.sender)
             inbound.track = PublishedTrack(
                 sid=new_track_sid(),
                 identity=self.identity,
@@ -197,8 +217,8 @@ class Publisher:
                 source=media.source,
                 mid=media.mid,
                 mime_type=media.mime_type,
-                codec=aiortc_internals.negotiated_codec(transceiver),
-                fanout=PacketFanout(media.kind, inbound.keyframes),
+                codec=codecs[0],
+                forwarder=TrackForwarder(media.kind, codecs, inbound.send_rtcp, rtcp_ssrc, self._stats),
             )
             changed = True
         return changed
@@ -213,7 +233,7 @@ class Publisher:
     def _withdraw(self, inbound: _Inbound) -> bool:
         if inbound.track is None:
             return False
-        inbound.track.fanout.end()
+        inbound.track.forwarder.close()
         inbound.track = None
         return True
 
@@ -237,6 +257,4 @@ class Publisher:
             self._withdraw(inbound)
         if self.pc is not None:
             await close_pc(self.pc)
-        for inbound in self._inbound.values():
-            await inbound.keyframes.close()
         self._inbound.clear()

@@ -1,5 +1,6 @@
 """`SFU`: roomwire's media backend. Forwards audio, video and data between the participants of
-a room through aiortc peer connections, without decoding or encoding anything.
+a room through aiortc peer connections, RTP packet by RTP packet, without decoding or encoding
+anything.
 
 Wire details (`sfu.publish`, `sfu.subscribe`, `sfu.offer`, `sfu.candidate`, `sfu.unpublish`)
 are in docs/sfu.md.
@@ -9,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import RTCIceCandidate
+from prometheus_client import CollectorRegistry
 from roomwire.signaling.media_backend import MediaSession, MediaSignaling
 from roomwire.signaling.protocol import Grants, ProtocolError, bad_request
 
 from . import aiortc_internals
 from .data_relay import DataRelay
+from .media_metrics import MediaCollector, MediaGauges, MediaStats
 from .publish_offer import parse_publish
 from .publisher import PublishedTrack, Publisher
 from .subscriber import Subscriber
@@ -61,12 +65,17 @@ class SFU:
         self._signaling: MediaSignaling | None = None
         self._rooms: dict[str, _Room] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.stats = MediaStats()
+        self._collector = MediaCollector(self.stats, self.gauges)
+        self._registry: CollectorRegistry | None = None
 
     # -- MediaBackend ----------------------------------------------------------------------
 
     async def start(self, signaling: MediaSignaling) -> None:
         aiortc_internals.verify()
         self._signaling = signaling
+        self._registry = signaling.metrics_registry
+        self._registry.register(self._collector)
 
     async def handle(self, session: MediaSession, op: str, payload: dict[str, Any]) -> dict[str, Any]:
         if self._signaling is None:
@@ -110,6 +119,9 @@ class SFU:
             for identity in list(state.publishers) + list(state.subscribers):
                 await self.participant_left(state.name, identity)
         self._rooms.clear()
+        if self._registry is not None:
+            self._registry.unregister(self._collector)
+            self._registry = None
 
     # -- introspection (tests, metrics) ------------------------------------------------------
 
@@ -124,6 +136,19 @@ class SFU:
     def publisher(self, room: str, identity: str) -> Publisher | None:
         state = self._rooms.get(room)
         return state.publishers.get(identity) if state else None
+
+    def gauges(self) -> MediaGauges:
+        published: Counter[str] = Counter()
+        subscriptions: Counter[str] = Counter()
+        paused = 0
+        for state in self._rooms.values():
+            for publisher in state.publishers.values():
+                published.update(track.kind for track in publisher.tracks)
+            for subscriber in state.subscribers.values():
+                for stream in subscriber.media.streams:
+                    subscriptions[stream.kind] += 1
+                    paused += stream.paused
+        return MediaGauges(published, subscriptions, paused)
 
     @property
     def peer_connections(self) -> int:
@@ -147,6 +172,7 @@ class SFU:
                 self.ice_servers,
                 state.relay,
                 relay_data=grants.data,
+                stats=self.stats,
                 on_tracks_changed=lambda: self._spawn(self._tracks_changed(state, identity)),
                 on_failed=lambda: self._spawn(self._publisher_failed(state, identity)),
             )
@@ -200,6 +226,7 @@ class SFU:
             signaling=self._signaling,
             ice_servers=self.ice_servers,
             offer_timeout=self.offer_timeout,
+            stats=self.stats,
             on_failed=failed,
         )
         state.subscribers[identity] = subscriber

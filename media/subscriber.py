@@ -1,14 +1,17 @@
 """The subscriber peer connection of one participant: the SFU offers, the client answers.
 
-It sends every track of the room the participant may receive, each as a `ForwardedTrack`
-(encoded packets, no encoder), and always carries the server-created `data` channel.
-Whenever the set of tracks changes, one worker task renegotiates: renegotiations of one
-participant never overlap, and a burst of changes costs one new offer.
+It sends every track of the room the participant may receive, each on its own `sendonly`
+transceiver whose aiortc sender never runs: the SFU writes that m-line's RTP itself
+(`OutboundStream`, in this connection's `OutboundSession`). It always carries the
+server-created `data` channel. Whenever the set of tracks changes, one worker task
+renegotiates: renegotiations of one participant never overlap, and a burst of changes
+(a leaving publisher's tracks end one by one) costs one new offer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,31 +24,41 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpSendParameters
 from roomwire.signaling.media_backend import MediaSignaling
 from roomwire.signaling.protocol import MAX_SDP_BYTES
 
 from . import aiortc_internals
 from .data_relay import DataRelay
-from .forwarding import ForwardedTrack
+from .media_metrics import MediaStats
+from .outbound_session import OutboundSession
+from .outbound_stream import OutboundStream
 from .publisher import PublishedTrack
 from .rtc import PendingCandidates, close_pc, rtc_configuration, wait_connected
 
 logger = logging.getLogger(__name__)
+
+SETTLE = 0.05  # seconds a change waits for the rest of its burst before the offer
 
 
 @dataclass
 class _Outbound:
     published: PublishedTrack
     transceiver: RTCRtpTransceiver
-    forwarded: ForwardedTrack
+    stream: OutboundStream
 
 
-def egress_preferences(kind: str, codec: RTCRtpCodecParameters | None, mime_type: str) -> list[RTCRtpCodecCapability]:
+def stream_id(identity: str) -> str:
+    """The MediaStream id (`a=msid`) of a publisher's tracks, the same in every offer, so that a
+    browser synchronises each publisher's audio with its video (and no one's with another's)."""
+    return "rw-" + hashlib.sha256(identity.encode()).hexdigest()[:24]
+
+
+def egress_preferences(kind: str, codec: RTCRtpCodecParameters, mime_type: str) -> list[RTCRtpCodecCapability]:
     """Codec preferences that make the subscriber's sender use the publisher's codec (+ RTX)."""
     capabilities = RTCRtpSender.getCapabilities(kind).codecs
     same = [c for c in capabilities if c.mimeType.lower() == mime_type]
-    if mime_type == "video/h264" and codec is not None:
+    if mime_type == "video/h264":
         profile = str(codec.parameters.get("profile-level-id", "42e01f")).lower()
         exact = [c for c in same if str(c.parameters.get("profile-level-id", "")).lower() == profile]
         same = exact or same
@@ -66,6 +79,7 @@ class Subscriber:
         signaling: MediaSignaling,
         ice_servers: list[dict[str, Any]],
         offer_timeout: float,
+        stats: MediaStats,
         on_failed: Callable[[str], None],
     ) -> None:
         self.room = room
@@ -81,6 +95,8 @@ class Subscriber:
         if relay is not None:
             relay.add_sink(identity, self.channel)
         self._outbound: dict[str, _Outbound] = {}
+        self._stats = stats
+        self.media = OutboundSession(stats)
         self._dirty = asyncio.Event()
         self._dirty.set()  # the first offer
         self._negotiated = False
@@ -116,6 +132,7 @@ class Subscriber:
         try:
             while True:
                 await self._dirty.wait()
+                await asyncio.sleep(SETTLE)
                 self._dirty.clear()
                 await self._negotiate()
         except asyncio.CancelledError:
@@ -135,18 +152,12 @@ class Subscriber:
             out = self._outbound[sid]
             if desired.get(sid) is not out.published:
                 del self._outbound[sid]
-                await self._retire(out)
+                self._retire(out)
                 changed = True
-        added: list[_Outbound] = []
         for sid, published in desired.items():
             if sid in self._outbound:
                 continue
-            forwarded = published.fanout.subscribe()
-            transceiver = self.pc.addTransceiver(forwarded, direction="sendonly")
-            transceiver.setCodecPreferences(egress_preferences(published.kind, published.codec, published.mime_type))
-            aiortc_internals.on_keyframe_request(transceiver.sender, forwarded.request_keyframe)
-            out = self._outbound[sid] = _Outbound(published, transceiver, forwarded)
-            added.append(out)
+            self._outbound[sid] = self._add(published)
             changed = True
         if not changed:
             return
@@ -165,21 +176,23 @@ class Subscriber:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         self._negotiated = True
         await self._pending_candidates.apply(self.pc)
-        for out in added:
-            self._check_codec(out)
 
-    async def _retire(self, out: _Outbound) -> None:
-        """Stop sending a track. aiortc cannot remove an m-line, so the transceiver stays as
-        `inactive`; its sender is stopped (its RTCP task ends and the client gets an RTCP BYE)."""
-        out.forwarded.stop()
-        out.transceiver.direction = "inactive"
-        aiortc_internals.forget_keyframe_request(out.transceiver.sender)
-        await out.transceiver.sender.stop()
+    def _add(self, published: PublishedTrack) -> _Outbound:
+        """A sendonly transceiver for the track, pinned to its codec (+ RTX), whose sender the
+        SFU takes over: aiortc negotiates the m-line, `OutboundStream` sends its packets."""
+        transceiver = self.pc.addTransceiver(published.kind, direction="sendonly")
+        transceiver.setCodecPreferences(egress_preferences(published.kind, published.codec, published.mime_type))
+        sender = transceiver.sender
+        aiortc_internals.set_stream_id(sender, stream_id(published.identity))
+        ssrc, rtx_ssrc = aiortc_internals.sender_ssrcs(sender)
+        out = _Outbound(published, transceiver, OutboundStream(published.forwarder, ssrc, rtx_ssrc, self._stats))
+        aiortc_internals.take_over_sender(sender, lambda parameters: self._start(out, parameters))
+        return out
 
-    def _check_codec(self, out: _Outbound) -> None:
-        """A subscriber that refused the publisher's codec cannot get this track: we never
-        transcode, and packets of one codec packed as another would be garbage."""
-        codec = aiortc_internals.negotiated_codec(out.transceiver)
+    def _start(self, out: _Outbound, parameters: RTCRtpSendParameters) -> None:
+        """aiortc would start the sender now. A subscriber that refused the publisher's codec
+        cannot get this track: we never transcode."""
+        codec = parameters.codecs[0] if parameters.codecs else None
         if codec is None or codec.mimeType.lower() != out.published.mime_type:
             logger.info(
                 "subscriber %s/%s cannot receive %s (%s): it answered %s",
@@ -189,7 +202,16 @@ class Subscriber:
                 out.published.mime_type,
                 codec.mimeType if codec else "no codec",
             )
-            out.forwarded.stop()
+            return
+        self.media.start(out.stream, parameters, out.transceiver.sender.transport)
+
+    def _retire(self, out: _Outbound) -> None:
+        """Stop sending a track (the client gets an RTCP BYE). aiortc cannot remove an m-line,
+        so the transceiver stays, `inactive`; its sender stays taken over, doing nothing (aiortc
+        calls `send()` again on the next offer, before the answer makes the m-line inactive)."""
+        self.media.stop(out.stream)
+        out.transceiver.direction = "inactive"
+        aiortc_internals.take_over_sender(out.transceiver.sender, lambda parameters: None)
 
     async def add_candidate(self, candidate: RTCIceCandidate | None) -> None:
         if not self._negotiated or self.pc.signalingState != "stable":
@@ -206,7 +228,6 @@ class Subscriber:
         if self._task is not asyncio.current_task():
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for out in self._outbound.values():
-            out.forwarded.stop()
+        self.media.close()
         self._outbound.clear()
         await close_pc(self.pc)

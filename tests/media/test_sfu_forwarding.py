@@ -38,10 +38,12 @@ async def test_video_and_audio_are_forwarded_without_loss(sfu_server, peers):
     assert {t["identity"] for t in bob.track_maps[-1]} == {"alice"}
     sids = {t.sid for t in sfu_server.server.media.tracks("media")}
     assert {t["sid"] for t in bob.track_maps[-1]} == sids
-    # forwarded, not transcoded: bob's server-side senders read encoded packets
-    subscriber = sfu_server.server.media.subscriber("media", "bob")
-    forwarded = [out.forwarded for out in subscriber._outbound.values()]
-    assert forwarded and all(f.frames_forwarded > 0 for f in forwarded)
+    # forwarded packet by packet: bob's streams sent RTP, and so did nothing else
+    sfu = sfu_server.server.media
+    streams = sfu.subscriber("media", "bob").media.streams
+    assert sorted(s.kind for s in streams) == ["audio", "video"]
+    assert all(s.packets_sent > 0 for s in streams)
+    assert sfu.stats.forwarded_packets["video"] == next(s.packets_sent for s in streams if s.kind == "video")
 
 
 async def test_h264_is_forwarded_as_h264(sfu_server, peers):
