@@ -1,22 +1,26 @@
-"""SFU benchmark: roomwire's forwarder against aiortc's stock MediaRelay, in the same run.
+"""SFU benchmark: roomwire's packet forwarder against aiortc's stock MediaRelay, and the floor
+of what Python can do per packet, in the same run.
 
-    .venv/bin/python bench/sfu.py [--subscribers 1,4,16,32] [--seconds 6] [--quick]
+    .venv/bin/python bench/sfu.py [--subscribers 1,4,16,32,64] [--relay-subscribers 1,4,16]
+                                  [--seconds 6] [--quick]
 
 One publisher sends a pre-encoded 640x480 30 fps VP8 stream (about 500 kbit/s, encoded once
-up-front and replayed as packets, so generating it costs nearly nothing) to N subscribers that
-count frames without decoding them (their receivers are tapped like the SFU's own). One more
-subscriber, the probe, decodes and reads the frame counter drawn into each picture, to
-measure latency. Each server runs as its own process, so its CPU time is its own:
+up-front and replayed as packets, so generating it costs nearly nothing) and a 48 kHz Opus
+tone to N subscribers that count RTP packets without decoding anything (their receivers are
+tapped before aiortc's jitter buffer). One more subscriber, the probe, decodes the video and
+reads the frame counter drawn into each picture, to measure latency. Each server runs as its
+own process, so its CPU time is its own:
   roomwire     `roomwire serve --media sfu`, driven over Socket.IO `sfu.*` like any client
   mediarelay   this file's `--relay-server`: aiortc's MediaRelay, one decode and one encode
-               per subscriber (how aiortc's examples relay a track)
+               per subscriber and track (how aiortc's examples relay a track)
 The counting subscribers run in load-generator processes of 8 (bench/sfu_load.py), so one
 saturated client loop does not pass for a slow server.
-Figures per (server, N): server CPU seconds per subscriber-second (the probe counts as a
-subscriber) and per delivered frame (fair against a saturated server that delivers fewer),
-frames per second each counting subscriber received (mean and min), and the probe's latency
-(p50, p95) minus that of a direct publisher-to-probe connection (added latency). The JSON
-object on the last line also holds the MediaRelay/roomwire CPU ratios per N.
+The floor (bench/rtp_floor.py) is the loop "build an RTP packet, SRTP-protect it, sendto" with
+nothing else, measured in this process at the start and at the end of the run.
+Figures per (server, N): server CPU µs per forwarded packet (packets the subscribers and the
+probe received), server CPU as % of a core per subscriber (the probe counts as one), frames
+per second each counting subscriber received, and the probe's latency (p50, p95) minus that of
+a direct publisher-to-probe connection (added latency). JSON on the last line.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import secrets
 import statistics
 import sys
@@ -33,12 +38,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psutil
 from aiortc import RTCPeerConnection
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[0] = str(REPO)  # the repository's packages, not bench/ (which has a signaling.py)
 
+from roomwire.media.sources import ToneAudioTrack  # noqa: E402
+
+from bench.rtp_floor import floor_us_per_packet  # noqa: E402
 from bench.serving import free_port, wait_serving  # noqa: E402
 from bench.sfu_load import (  # noqa: E402
     FPS,
@@ -53,6 +62,7 @@ from bench.sfu_load import (  # noqa: E402
 )
 
 POOL_SIZE = 8  # counting subscribers per load-generator process
+FORWARDED = re.compile(r'^roomwire_media_forwarded_packets_total\{kind="(audio|video)"\} (\S+)$', re.M)
 
 
 # -- one measured run ---------------------------------------------------------------------------
@@ -87,11 +97,18 @@ def cpu_seconds(proc: psutil.Process) -> float:
     return total
 
 
+async def forwarded_by_server(url: str) -> int:
+    """roomwire's own count of RTP packets sent to subscribers (its /metrics)."""
+    async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as response:
+        text = await response.text()
+    return int(sum(float(value) for _, value in FORWARDED.findall(text)))
+
+
 async def subscriber_pool(kind: str, url: str, secret: str, names: list[str]) -> None:
     """A process of counting subscribers (so the load generator is not one saturated loop).
 
-    Prints `ready`; on `start` from stdin it notes the frame counts, on `stop` it prints the
-    frames each subscriber received in between, as JSON, and exits.
+    Prints `ready`; on `start` from stdin it notes the counts, on `stop` it prints the
+    [packets, frames] each subscriber received in between, as JSON, and exits.
     """
     session: RoomwireSession | RelaySession = RoomwireSession(url, secret) if kind == "roomwire" else RelaySession(url)
     counters = [Counter() for _ in names]
@@ -105,9 +122,10 @@ async def subscriber_pool(kind: str, url: str, secret: str, names: list[str]) ->
             )
         print("ready", flush=True)
         await reader.readline()
-        before = [c.frames for c in counters]
+        before = [(c.packets, c.frames) for c in counters]
         await reader.readline()
-        print(json.dumps([c.frames - b for c, b in zip(counters, before, strict=True)]), flush=True)
+        counts = [(c.packets - p, c.frames - f) for c, (p, f) in zip(counters, before, strict=True)]
+        print(json.dumps(counts), flush=True)
     finally:
         await session.close()
 
@@ -124,7 +142,7 @@ async def start_pools(kind: str, url: str, secret: str, subscribers: int) -> lis
         )
     for pool in pools:
         assert pool.stdout is not None
-        line = await asyncio.wait_for(pool.stdout.readline(), 60)
+        line = await asyncio.wait_for(pool.stdout.readline(), 120)
         if line.strip() != b"ready":
             raise RuntimeError("a subscriber pool failed to start")
     return pools
@@ -143,14 +161,17 @@ async def run(kind: str, subscribers: int, frames: list[bytes], seconds: float, 
     session: RoomwireSession | RelaySession = RoomwireSession(url, secret) if kind == "roomwire" else RelaySession(url)
     probe = Probe(sent_at)
     pools: list[asyncio.subprocess.Process] = []
+    server_count: int | None = None
     try:
-        await session.publish(ReplayTrack(frames, sent_at))
+        await session.publish([ReplayTrack(frames, sent_at), ToneAudioTrack()])
         await asyncio.sleep(0.5)
         await session.subscribe("probe", probe)
         pools = await start_pools(kind, url, secret, subscribers)
         await asyncio.sleep(3)  # every subscriber past its first keyframe
         server, driver = psutil.Process(proc.pid), psutil.Process()
         clients = [driver] + [psutil.Process(pool.pid) for pool in pools]
+        server_before = await forwarded_by_server(url) if kind == "roomwire" else 0
+        probe_before = await probe.packets()
         cpu_before, clients_before, t0 = cpu_seconds(server), sum(map(cpu_seconds, clients)), time.monotonic()
         await tell(pools, "start")
         probe.recording = True
@@ -160,11 +181,13 @@ async def run(kind: str, subscribers: int, frames: list[bytes], seconds: float, 
         elapsed = time.monotonic() - t0
         cpu = cpu_seconds(server) - cpu_before
         driver_cpu = sum(map(cpu_seconds, clients)) - clients_before
-        counts: list[int] = []
+        probe_packets = await probe.packets() - probe_before
+        if kind == "roomwire":
+            server_count = await forwarded_by_server(url) - server_before
+        counts: list[tuple[int, int]] = []
         for pool in pools:
             assert pool.stdout is not None
-            counts += json.loads(await asyncio.wait_for(pool.stdout.readline(), 30))
-        fps = [count / elapsed for count in counts]
+            counts += [tuple(c) for c in json.loads(await asyncio.wait_for(pool.stdout.readline(), 30))]
     finally:
         await probe.close()
         for pool in pools:
@@ -178,17 +201,20 @@ async def run(kind: str, subscribers: int, frames: list[bytes], seconds: float, 
             await asyncio.wait_for(proc.wait(), 10)
         if proc.returncode is None:
             proc.kill()
-    delivered = sum(fps) * elapsed + probe.frames
+    packets = sum(p for p, _ in counts) + probe_packets
+    fps = [f / elapsed for _, f in counts]
     latencies = sorted(probe.latencies)
     p50 = statistics.median(latencies) if latencies else None
     p95 = latencies[int(len(latencies) * 0.95)] if latencies else None
     return {
         "server": kind,
         "subscribers": subscribers,
-        "cpu_s_per_subscriber_s": round(cpu / ((subscribers + 1) * elapsed), 5),
-        "cpu_ms_per_delivered_frame": round(1000 * cpu / delivered, 3) if delivered else None,
+        "cpu_us_per_forwarded_packet": round(1e6 * cpu / packets, 1) if packets else None,
+        "core_percent_per_subscriber": round(100 * cpu / elapsed / (subscribers + 1), 3),
         "server_cpu_percent": round(100 * cpu / elapsed, 1),
         "clients_cpu_percent": round(100 * driver_cpu / elapsed, 1),
+        "forwarded_packets_per_s": round(packets / elapsed),
+        "server_counted_packets_per_s": round(server_count / elapsed) if server_count is not None else None,
         "fps_mean": round(statistics.fmean(fps), 2),
         "fps_min": round(min(fps), 2),
         "probe_fps": round(probe.frames / elapsed, 2),
@@ -220,41 +246,45 @@ async def direct_latency(frames: list[bytes], seconds: float) -> float:
     return statistics.median(probe.latencies)
 
 
+def describe(result: dict[str, Any]) -> str:
+    return (
+        f"{result['server']:>10} N={result['subscribers']:>2}: "
+        f"{result['cpu_us_per_forwarded_packet']} us CPU per forwarded packet, "
+        f"{result['core_percent_per_subscriber']:.3f} % of a core per subscriber "
+        f"(server {result['server_cpu_percent']} %, clients {result['clients_cpu_percent']} %, "
+        f"{result['forwarded_packets_per_s']} packets/s), {result['fps_mean']} fps/subscriber "
+        f"(min {result['fps_min']}), latency p50 {result['latency_p50_ms']} ms "
+        f"p95 {result['latency_p95_ms']} ms (+{result['added_latency_p50_ms']} ms over direct)"
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
-    counts = [int(n) for n in args.subscribers.split(",")]
     started = time.monotonic()
+    floor_before = floor_us_per_packet()
+    print(f"floor (build + SRTP-protect + sendto, {floor_before['payload_bytes']} B payload): {floor_before}")
     frames = encode_stream()
     kbps = sum(len(f) for f in frames) * 8 / (len(frames) / FPS) / 1000
-    print(f"stream: {len(frames)} VP8 frames 640x480 @ {FPS} fps, {kbps:.0f} kbit/s (encoded once)")
+    print(f"stream: {len(frames)} VP8 frames 640x480 @ {FPS} fps, {kbps:.0f} kbit/s (encoded once), + Opus tone")
     direct = await direct_latency(frames, 3)
     print(f"direct publisher->probe latency p50: {direct * 1000:.1f} ms")
+    plan = [("roomwire", int(n)) for n in args.subscribers.split(",") if n]
+    plan += [("mediarelay", int(n)) for n in args.relay_subscribers.split(",") if n]
+    plan.sort(key=lambda run: (run[1], run[0] != "roomwire"))  # side by side, N by N
     results = []
-    for n in counts:
-        for kind in args.servers.split(","):
-            result = await run(kind, n, frames, args.seconds, direct)
-            results.append(result)
-            print(
-                f"{kind:>10} N={n:>2}: {result['cpu_s_per_subscriber_s']:.4f} CPU s per subscriber-s, "
-                f"{result['cpu_ms_per_delivered_frame']} CPU ms per delivered frame "
-                f"(server {result['server_cpu_percent']}%, clients {result['clients_cpu_percent']}%), "
-                f"{result['fps_mean']} fps/subscriber "
-                f"(min {result['fps_min']}), latency p50 {result['latency_p50_ms']} ms "
-                f"p95 {result['latency_p95_ms']} ms (+{result['added_latency_p50_ms']} ms over direct)"
-            )
-    ratios, frame_ratios = {}, {}
-    for n in counts if args.servers == "roomwire,mediarelay" else []:
-        ours = next(r for r in results if r["server"] == "roomwire" and r["subscribers"] == n)
-        theirs = next(r for r in results if r["server"] == "mediarelay" and r["subscribers"] == n)
-        if ours["cpu_s_per_subscriber_s"] > 0:
-            ratios[str(n)] = round(theirs["cpu_s_per_subscriber_s"] / ours["cpu_s_per_subscriber_s"], 1)
-        if ours["cpu_ms_per_delivered_frame"] and theirs["cpu_ms_per_delivered_frame"]:
-            frame_ratios[str(n)] = round(theirs["cpu_ms_per_delivered_frame"] / ours["cpu_ms_per_delivered_frame"], 1)
-        # a saturated MediaRelay delivers fewer frames, which flatters its per-second figure:
-        # the per-delivered-frame ratio is the fair one
-        print(
-            f"N={n}: MediaRelay costs {ratios.get(str(n))}x roomwire's CPU per subscriber-second, "
-            f"{frame_ratios.get(str(n))}x per delivered frame"
-        )
+    for kind, n in plan:
+        result = await run(kind, n, frames, args.seconds, direct)
+        results.append(result)
+        print(describe(result))
+    floor_after = floor_us_per_packet()
+    print(f"floor again at the end: {floor_after}")
+    ratios = {}
+    relay = {r["subscribers"]: r for r in results if r["server"] == "mediarelay"}
+    for ours in (r for r in results if r["server"] == "roomwire"):
+        theirs = relay.get(ours["subscribers"])
+        if theirs and ours["cpu_us_per_forwarded_packet"] and theirs["cpu_us_per_forwarded_packet"]:
+            ratio = round(theirs["cpu_us_per_forwarded_packet"] / ours["cpu_us_per_forwarded_packet"], 1)
+            ratios[str(ours["subscribers"])] = ratio
+            print(f"N={ours['subscribers']}: MediaRelay costs {ratio}x roomwire's CPU per forwarded packet")
     print(
         json.dumps(
             {
@@ -262,10 +292,10 @@ async def main(args: argparse.Namespace) -> None:
                 "stream_kbps": round(kbps),
                 "cores": psutil.cpu_count(),
                 "seconds_per_run": args.seconds,
+                "floor": {"start": floor_before, "end": floor_after},
                 "direct_latency_p50_ms": round(direct * 1000, 1),
                 "results": results,
-                "cpu_ratio_mediarelay_over_roomwire": ratios,
-                "cpu_per_frame_ratio_mediarelay_over_roomwire": frame_ratios,
+                "cpu_per_packet_ratio_mediarelay_over_roomwire": ratios,
                 "load_average_1m": round(os.getloadavg()[0], 2),
                 "wall_seconds": round(time.monotonic() - started, 1),
             }
@@ -275,11 +305,9 @@ async def main(args: argparse.Namespace) -> None:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--subscribers", default="1,4,16,32", help="comma-separated N values")
+    parser.add_argument("--subscribers", default="1,4,16,32,64", help="roomwire: comma-separated N values")
+    parser.add_argument("--relay-subscribers", default="1,4,16", help="MediaRelay: N values ('' for none)")
     parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per run")
-    parser.add_argument(
-        "--servers", default="roomwire,mediarelay", choices=["roomwire,mediarelay", "roomwire", "mediarelay"]
-    )
     parser.add_argument("--quick", action="store_true", help="N = 1,4 for 3 s each")
     parser.add_argument("--relay-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -288,7 +316,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
-        args.subscribers, args.seconds = "1,4", 3.0
+        args.subscribers = args.relay_subscribers = "1,4"
+        args.seconds = 3.0
     return args
 
 

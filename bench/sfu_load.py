@@ -16,6 +16,7 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtpPacket
 from roomwire.media import aiortc_internals
 from roomwire.media.sources import PatternVideoTrack, read_frame_counter
 from roomwire.signaling.tokens import TokenIssuer
@@ -86,20 +87,27 @@ class ReplayTrack(MediaStreamTrack):
 
 
 class Counter:
-    """Counts the encoded frames a subscriber receives, without decoding them."""
+    """Counts the RTP packets a subscriber receives (and the video frames: marker bits), as
+    aiortc parsed them, without jitter buffer or decoder."""
 
     def __init__(self) -> None:
+        self.packets = 0
         self.frames = 0
 
     def attach(self, pc: RTCPeerConnection) -> None:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             for transceiver in pc.getTransceivers():
-                if transceiver.receiver.track is track and track.kind == "video":
-                    aiortc_internals.tap_receiver(transceiver.receiver, self._on_packet, lambda: None)
+                if transceiver.receiver.track is track:
+                    on_packet = self._on_video if track.kind == "video" else self._on_audio
+                    aiortc_internals.tap_receiver(transceiver.receiver, on_packet, lambda rtcp: None, lambda: None)
 
-    def _on_packet(self, codec: Any, packet: av.Packet) -> None:
-        self.frames += 1
+    def _on_video(self, packet: RtpPacket) -> None:
+        self.packets += 1
+        self.frames += packet.marker
+
+    def _on_audio(self, packet: RtpPacket) -> None:
+        self.packets += 1
 
 
 class Probe:
@@ -111,8 +119,18 @@ class Probe:
         self.frames = 0  # decoded while recording
         self.recording = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._pc: RTCPeerConnection | None = None
+
+    async def packets(self) -> int:
+        """RTP packets received so far (aiortc's inbound-rtp statistics)."""
+        if self._pc is None:
+            return 0
+        report = await self._pc.getStats()
+        return sum(s.packetsReceived for s in report.values() if s.type == "inbound-rtp")
 
     def attach(self, pc: RTCPeerConnection) -> None:
+        self._pc = pc
+
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "video":
@@ -156,11 +174,12 @@ class RoomwireSession:
         self.clients.append(client)
         return client
 
-    async def publish(self, track: MediaStreamTrack) -> None:
+    async def publish(self, tracks: list[MediaStreamTrack]) -> None:
         client = await self._client("publisher")
         pc = RTCPeerConnection(config())
         self.pcs.append(pc)
-        pc.addTransceiver(track, direction="sendonly")
+        for track in tracks:
+            pc.addTransceiver(track, direction="sendonly")
         await pc.setLocalDescription(await pc.createOffer())
         ack = await client.call("sfu.publish", {"sdp": pc.localDescription.sdp}, timeout=15)
         assert ack["ok"], ack
@@ -204,10 +223,11 @@ class RelaySession:
             answer = await response.json()
         await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
 
-    async def publish(self, track: MediaStreamTrack) -> None:
+    async def publish(self, tracks: list[MediaStreamTrack]) -> None:
         pc = RTCPeerConnection(config())
         self.pcs.append(pc)
-        pc.addTransceiver(track, direction="sendonly")
+        for track in tracks:
+            pc.addTransceiver(track, direction="sendonly")
         await self._exchange("/publish", pc)
 
     async def subscribe(self, identity: str, watcher: Counter | Probe) -> None:
@@ -215,6 +235,7 @@ class RelaySession:
         self.pcs.append(pc)
         watcher.attach(pc)
         pc.addTransceiver("video", direction="recvonly")
+        pc.addTransceiver("audio", direction="recvonly")
         await self._exchange("/subscribe", pc)
 
     async def close(self) -> None:
@@ -224,9 +245,9 @@ class RelaySession:
 
 
 def relay_server(port: int) -> None:
-    """aiortc's MediaRelay: the publisher's track is decoded once, encoded once per subscriber."""
+    """aiortc's MediaRelay: the publisher's tracks are decoded once, encoded once per subscriber."""
     relay = MediaRelay()
-    source: asyncio.Future[MediaStreamTrack] | None = None
+    sources: dict[str, asyncio.Future[MediaStreamTrack]] = {}
     pcs: set[RTCPeerConnection] = set()
 
     async def answer(request: web.Request, pc: RTCPeerConnection) -> web.Response:
@@ -236,20 +257,20 @@ def relay_server(port: int) -> None:
         return web.json_response({"sdp": pc.localDescription.sdp})
 
     async def publish(request: web.Request) -> web.Response:
-        nonlocal source
-        source = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        sources.update(video=loop.create_future(), audio=loop.create_future())
         pc = RTCPeerConnection(config())
         pcs.add(pc)
-        pc.on("track", lambda track: source.set_result(track) if not source.done() else None)
+        pc.on("track", lambda track: sources[track.kind].set_result(track))
         return await answer(request, pc)
 
     async def subscribe(request: web.Request) -> web.Response:
-        assert source is not None
         pc = RTCPeerConnection(config())
         pcs.add(pc)
         body = await request.json()
         await pc.setRemoteDescription(RTCSessionDescription(body["sdp"], "offer"))
-        pc.addTrack(relay.subscribe(await source))
+        for source in sources.values():
+            pc.addTrack(relay.subscribe(await source))
         await pc.setLocalDescription(await pc.createAnswer())
         return web.json_response({"sdp": pc.localDescription.sdp})
 
