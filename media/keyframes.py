@@ -78,10 +78,11 @@ def keyframe_detector(mime_type: str) -> Callable[[bytes], bool] | None:
 class KeyframeRequester:
     """Sends PLIs for one published track, at most one per `interval` seconds.
 
-    A request inside the interval is not lost: one PLI goes out when the interval ends.
+    A request inside the interval is not lost: one PLI goes out when the interval ends. `send`
+    returns False when it could not send (no media seen yet): that starts no interval.
     """
 
-    def __init__(self, send: Callable[[], None], interval: float = KEYFRAME_INTERVAL) -> None:
+    def __init__(self, send: Callable[[], bool], interval: float = KEYFRAME_INTERVAL) -> None:
         self._send = send
         self._interval = interval
         self._last = -interval
@@ -101,8 +102,8 @@ class KeyframeRequester:
         self._timer = None
         if self._closed:
             return
-        self._last = time.monotonic()
-        self._send()
+        if self._send():
+            self._last = time.monotonic()
 
     def close(self) -> None:
         self._closed = True

@@ -198,10 +198,11 @@ class TrackForwarder:
             self._stats.keyframes_requested += 1
             self._keyframes.request()
 
-    def _send_pli(self) -> None:
-        if self.ssrc is not None:
-            self._stats.plis_sent += 1
-            self._send_rtcp(rtcp_packets.pli(self._rtcp_ssrc, self.ssrc))
+    def _send_pli(self) -> bool:
+        if self.ssrc is None or not self._send_rtcp(rtcp_packets.pli(self._rtcp_ssrc, self.ssrc)):
+            return False
+        self._stats.plis_sent += 1
+        return True
 
     # -- reports to the publisher ----------------------------------------------------------------
 

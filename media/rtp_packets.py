@@ -77,13 +77,3 @@ def audio_level_byte(packet: RtpPacket) -> bytes | None:
 def abs_send_time() -> bytes:
     """Now as the abs-send-time extension's value: NTP seconds, 6.18 fixed point, 24 bits."""
     return (int((time.time() + NTP_EPOCH) * 262144) & 0xFFFFFF).to_bytes(3, "big")
-
-
-def ntp_time(unix: float) -> int:
-    """A wall-clock time as a 64-bit NTP timestamp (32.32 fixed point)."""
-    return int((unix + NTP_EPOCH) * 4294967296) & 0xFFFFFFFFFFFFFFFF
-
-
-def seq_newer(a: int, b: int) -> bool:
-    """Whether 16-bit sequence number `a` comes after `b` (RFC 1982 serial arithmetic)."""
-    return 0 < ((a - b) & 0xFFFF) < 0x8000

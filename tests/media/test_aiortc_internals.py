@@ -7,23 +7,30 @@ else in the SFU touches aiortc's private parts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import inspect
-import queue
 import threading
 
 import aiortc
-import av
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
-from aiortc.jitterbuffer import JitterBuffer
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket
+from aiortc.codecs import get_encoder
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.rtp import RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket, RtpPacket
 from roomwire.media import aiortc_internals
-from roomwire.media.forwarding import is_keyframe
+from roomwire.media.rtp_packets import RTP_HEADER
 from roomwire.media.sources import PatternVideoTrack
 
+from tests.media.sfu_peer import wait_until
+
 pytestmark = pytest.mark.timeout(30)
+
+
+def config() -> RTCConfiguration:
+    return RTCConfiguration(iceServers=[])
 
 
 def test_installed_aiortc_is_the_pinned_release():
@@ -31,114 +38,161 @@ def test_installed_aiortc_is_the_pinned_release():
     aiortc_internals.verify()
 
 
-def test_private_attributes_are_where_the_sfu_expects_them():
+def test_private_parts_are_where_the_sfu_expects_them():
+    # ingress: the DTLS transport hands each parsed packet to the receiver it routes it to
+    handle_rtp = inspect.getsource(RTCDtlsTransport._handle_rtp_data)
+    assert "await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)" in handle_rtp
+    assert "await recipient._handle_rtcp_packet(packet)" in inspect.getsource(RTCDtlsTransport._handle_rtcp_data)
     receiver_init = inspect.getsource(aiortc.RTCRtpReceiver.__init__)
     assert "self.__decoder_queue: queue.Queue = queue.Queue()" in receiver_init
-    assert "self.__rtx_ssrc" in receiver_init
-    handle = inspect.getsource(aiortc.RTCRtpReceiver._handle_rtp_packet)
-    assert "self.__decoder_queue.put((codec, encoded_frame))" in handle
-    pli = inspect.signature(aiortc.RTCRtpReceiver._send_rtcp_pli)
-    assert list(pli.parameters) == ["self", "media_ssrc"]
-    assert inspect.iscoroutinefunction(aiortc.RTCRtpReceiver._send_rtcp_pli)
-    assert "self._send_keyframe()" in inspect.getsource(aiortc.RTCRtpSender._handle_rtcp_packet)
-    # the packet path: a non-Frame from recv() is packed, not encoded
-    assert "self.__encoder.pack(data)" in inspect.getsource(aiortc.RTCRtpSender._next_encoded_frame)
+    assert "self.__decoder_queue.put(None)" in inspect.getsource(aiortc.RTCRtpReceiver._RTCRtpReceiver__stop_decoder)
+    # egress: the connection starts a sender through send(), which takes over the RTP and RTCP
+    connect = inspect.getsource(aiortc.RTCPeerConnection._RTCPeerConnection__connect)
+    assert "await transceiver.sender.send(self.__localRtp(transceiver))" in connect
+    assert list(inspect.signature(aiortc.RTCRtpSender.send).parameters) == ["self", "parameters"]
+    assert "if self.__started:" in inspect.getsource(aiortc.RTCRtpSender.stop)
+    assert "self._tx_srtp = Session(tx_policy)" in inspect.getsource(RTCDtlsTransport._setup_srtp)
+    assert "self._connection = gatherer._connection" in inspect.getsource(aiortc.RTCIceTransport.__init__)
+    assert "add_recipient(self.senders.get(packet.media_ssrc))" in inspect.getsource(RtpRouter.route_rtcp)
+    # what the SDP says about a sender
+    transceiver_sdp = inspect.getsource(aiortc.rtcpeerconnection.create_media_description_for_transceiver)
+    assert 'media.msid = f"{transceiver.sender._stream_id} {transceiver.sender._track_id}"' in transceiver_sdp
+    assert "transceiver.sender._ssrc" in transceiver_sdp and "transceiver.sender._rtx_ssrc" in transceiver_sdp
 
 
-async def test_transceiver_codecs_and_receiver_queue_exist_on_real_objects():
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    try:
-        transceiver = pc.addTransceiver("video", direction="recvonly")
-        assert isinstance(transceiver.receiver._RTCRtpReceiver__decoder_queue, queue.Queue)
-        assert isinstance(transceiver.receiver._RTCRtpReceiver__rtx_ssrc, dict)
-        assert transceiver._codecs == []
-        assert aiortc_internals.negotiated_codec(transceiver) is None
-    finally:
-        await pc.close()
+async def connect(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> None:
+    await offerer.setLocalDescription(await offerer.createOffer())
+    await answerer.setRemoteDescription(offerer.localDescription)
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    await offerer.setRemoteDescription(answerer.localDescription)
 
 
-async def connect(sender: RTCPeerConnection, receiver: RTCPeerConnection) -> None:
-    await sender.setLocalDescription(await sender.createOffer())
-    await receiver.setRemoteDescription(sender.localDescription)
-    await receiver.setLocalDescription(await receiver.createAnswer())
-    await sender.setRemoteDescription(receiver.localDescription)
-
-
-async def test_tapped_receiver_yields_encoded_packets_and_pli_reaches_the_sender():
-    source = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    sink = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    packets: list[tuple[RTCRtpCodecParameters, av.Packet]] = []
+async def test_a_tapped_receiver_hands_over_rtp_and_sender_reports_and_says_when_it_ends():
+    source, sink = RTCPeerConnection(config()), RTCPeerConnection(config())
+    packets: list[RtpPacket] = []
+    reports: list[RtcpSrPacket] = []
     ended = asyncio.Event()
-    keyframe_requested = asyncio.Event()
-    got_packets = asyncio.Event()
-
-    def on_packet(codec: RTCRtpCodecParameters, packet: av.Packet) -> None:
-        packets.append((codec, packet))
-        if len(packets) >= 10:
-            got_packets.set()
 
     @sink.on("track")
     def on_track(track) -> None:
         receiver = next(t.receiver for t in sink.getTransceivers() if t.receiver.track is track)
-        aiortc_internals.tap_receiver(receiver, on_packet, ended.set)
-        aiortc_internals.tap_receiver(receiver, on_packet, ended.set)  # idempotent
+        aiortc_internals.tap_receiver(
+            receiver, packets.append, lambda p: reports.append(p) if isinstance(p, RtcpSrPacket) else None, ended.set
+        )
         assert aiortc_internals.is_tapped(receiver)
-
-    def on_keyframe_request() -> None:
-        keyframe_requested.set()
+        with pytest.raises(ValueError):
+            aiortc_internals.tap_receiver(receiver, packets.append, reports.append, ended.set)
 
     try:
-        transceiver = source.addTransceiver(PatternVideoTrack(), direction="sendonly")
-        aiortc_internals.on_keyframe_request(transceiver.sender, on_keyframe_request)
+        sender = source.addTransceiver(PatternVideoTrack(), direction="sendonly").sender
         await connect(source, sink)
-        await asyncio.wait_for(got_packets.wait(), 15)
-
-        codec, first = packets[0]
-        assert codec.mimeType == "video/VP8"
-        assert first.time_base == fractions.Fraction(1, 90000)
-        assert is_keyframe(codec.mimeType, bytes(first))
-        pts = [p.pts for _, p in packets]
-        assert pts == sorted(pts) and abs(pts[1] - pts[0] - 3000) <= 1  # RTP clock units, 30 fps
-        # the decoder was bypassed: the receiver's track never got a decoded frame
-        receiver = sink.getTransceivers()[0].receiver
-        assert receiver.track._queue.empty()
-        assert aiortc_internals.negotiated_codec(sink.getTransceivers()[0]).mimeType == "video/VP8"
-
-        ssrcs = aiortc_internals.media_ssrcs(receiver)
-        assert ssrcs == [transceiver.sender._ssrc]
-        await aiortc_internals.send_picture_loss(receiver, ssrcs[0])
-        await asyncio.wait_for(keyframe_requested.wait(), 5)
+        await wait_until(lambda: len(packets) >= 30 and reports, timeout=15)
+        transceiver = sink.getTransceivers()[0]
+        codec, rtx = aiortc_internals.negotiated_codecs(transceiver)[:2]
+        assert aiortc_internals.negotiated_codec(transceiver) == codec
+        assert codec.mimeType == "video/VP8" and rtx.parameters["apt"] == codec.payloadType
+        assert {p.payload_type for p in packets} == {codec.payloadType}
+        assert {p.ssrc for p in packets} == {sender._ssrc} == {r.ssrc for r in reports}
+        seqs = [p.sequence_number for p in packets]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # as sent, nothing held back
+        assert transceiver.receiver.track._queue.empty(), "nothing reached the decoder"
     finally:
         await source.close()
         await sink.close()
     assert ended.is_set(), "the tap did not report the receiver's end"
-    # aiortc still starts and joins its decoder thread: it is not left running
     assert not [t for t in threading.enumerate() if t.name.endswith("-decoder")]
 
 
-def test_rtcp_pli_packet_drives_the_keyframe_hook():
-    """The same check without a network: feed a PLI to a sender's RTCP handler."""
+async def test_a_taken_over_sender_sends_what_the_srtp_writer_writes_and_hears_the_receivers_rtcp():
+    server, client = RTCPeerConnection(config()), RTCPeerConnection(config())
+    started: list[RTCRtpSendParameters] = []
+    feedback: list[object] = []
+    frames = []
 
-    async def run() -> int:
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        calls = 0
+    readers: list[asyncio.Task[None]] = []
 
-        def hook() -> None:
-            nonlocal calls
-            calls += 1
+    @client.on("track")
+    def on_track(track) -> None:
+        async def read() -> None:
+            with contextlib.suppress(MediaStreamError):
+                while True:
+                    frames.append(await track.recv())
 
-        try:
-            sender = pc.addTransceiver("video", direction="sendonly").sender
-            aiortc_internals.on_keyframe_request(sender, hook)
-            await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc))
-        finally:
-            await pc.close()
-        return calls
+        readers.append(asyncio.ensure_future(read()))
 
-    assert asyncio.run(run()) == 1
+    try:
+        transceiver = server.addTransceiver("video", direction="sendonly")
+        sender = transceiver.sender
+        aiortc_internals.take_over_sender(sender, started.append)
+        aiortc_internals.set_stream_id(sender, "rw-publisher")
+        ssrc, rtx_ssrc = aiortc_internals.sender_ssrcs(sender)
+        await connect(server, client)
+        assert "a=msid:rw-publisher " in server.localDescription.sdp
+        assert f"a=ssrc:{ssrc} " in server.localDescription.sdp
+        assert f"a=ssrc:{rtx_ssrc} " in server.localDescription.sdp
+        await wait_until(lambda: started)
+        parameters = started[0]
+        assert parameters.codecs[0].mimeType == "video/VP8" and parameters.muxId == transceiver.mid
+        assert not sender._RTCRtpSender__started, "aiortc's own RTP and RTCP tasks must not run"
+
+        dtls = sender.transport
+        writer = aiortc_internals.srtp_writer(dtls)
+        assert writer is not None and writer.open
+        sink = aiortc_internals.RtcpSink(dtls, ssrc, feedback.append)
+        encoder = get_encoder(parameters.codecs[0])
+        video = PatternVideoTrack(160, 120)
+        seq = 1000
+        for n in range(30):
+            frame = video.make_frame(n)
+            frame.pts, frame.time_base = n * 3000, fractions.Fraction(1, 90000)
+            payloads, timestamp = encoder.encode(frame, force_keyframe=n == 0)
+            for i, payload in enumerate(payloads):
+                marker = 0x80 if i == len(payloads) - 1 else 0
+                header = RTP_HEADER.pack(0x80, marker | parameters.codecs[0].payloadType, seq, timestamp, ssrc)
+                assert writer.send_rtp(header + payload)
+                seq += 1
+            await asyncio.sleep(1 / 30)
+        await wait_until(lambda: len(frames) >= 20 and any(isinstance(p, RtcpRrPacket) for p in feedback))
+        # the client's receiver asks for a keyframe through the same route (RTCP PLI)
+        receiver = client.getTransceivers()[0].receiver
+        await receiver._send_rtcp_pli(ssrc)
+        await wait_until(lambda: any(isinstance(p, RtcpPsfbPacket) for p in feedback), timeout=5)
+        sink.close()
+        assert dtls._rtp_router.senders.get(ssrc) is None
+    finally:
+        await server.close()
+        await client.close()
+        await asyncio.gather(*readers)
+    assert writer.send_rtp(b"\x80" * 20) is False, "a closed connection takes nothing"
+
+
+async def test_no_writer_before_the_transport_is_connected():
+    pc = RTCPeerConnection(config())
+    try:
+        transceiver = pc.addTransceiver("video", direction="sendonly")
+        assert aiortc_internals.srtp_writer(transceiver.sender.transport) is None
+    finally:
+        await pc.close()
+
+
+def test_receive_statistics_and_bitrate_estimator_work_on_packets():
+    statistics = aiortc_internals.receive_statistics(90000)
+    estimator = aiortc_internals.bitrate_estimator()
+    estimate = None
+    for seq in range(200):
+        packet = RtpPacket(payload_type=96, sequence_number=seq if seq != 50 else 0, timestamp=seq * 3000)
+        if seq != 50:
+            statistics.add(packet)
+        estimate = estimator.add(
+            arrival_time_ms=seq * 33, abs_send_time=(seq * 33 * 262) & 0xFFFFFF, payload_size=1000, ssrc=5
+        ) or estimate
+    assert statistics.packets_lost == 1 and statistics.max_seq == 199
+    assert estimate is not None and estimate[1] == [5] and estimate[0] > 0
 
 
 def test_chosen_codec_follows_aiortc_negotiation():
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
     opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
     pcmu = RTCRtpCodecParameters(mimeType="audio/PCMU", clockRate=8000, channels=1, payloadType=0)
     vp9 = RTCRtpCodecParameters(mimeType="video/VP9", clockRate=90000, payloadType=98)
@@ -154,46 +208,3 @@ def test_candidate_lines_parse_with_or_without_prefix():
         assert (candidate.ip, candidate.port, candidate.type) == ("192.0.2.2", 50000, "srflx")
     with pytest.raises(Exception):  # noqa: B017 - aiortc asserts on malformed lines
         aiortc_internals.parse_candidate("garbage")
-
-
-def rtp(seq: int, timestamp: int, data: bytes, marker: bool = False) -> RtpPacket:
-    packet = RtpPacket(payload_type=96, sequence_number=seq, timestamp=timestamp)
-    packet.marker = int(marker)
-    packet._data = data  # what the receiver sets after depayloading
-    return packet
-
-
-def test_forwarding_jitter_buffer_releases_video_on_the_marker_bit():
-    buffer = aiortc_internals.ForwardingJitterBuffer("video")
-    assert isinstance(buffer, JitterBuffer)
-    assert buffer.add(rtp(100, 3000, b"a")) == (False, None)
-    _, frame = buffer.add(rtp(101, 3000, b"b", marker=True))
-    assert (frame.data, frame.timestamp) == (b"ab", 3000)  # at once, not when frame 2 starts
-    # a frame with a hole waits for it, then goes out when the hole is filled
-    assert buffer.add(rtp(102, 6000, b"c"))[1] is None
-    assert buffer.add(rtp(104, 6000, b"e", marker=True))[1] is None
-    _, frame = buffer.add(rtp(103, 6000, b"d"))
-    assert (frame.data, frame.timestamp) == (b"cde", 6000)
-    # a frame without a marker bit is still completed by aiortc's rule (the next frame starts)
-    assert buffer.add(rtp(105, 9000, b"g"))[1] is None
-    _, frame = buffer.add(rtp(106, 12000, b"i"))
-    assert frame.data == b"g"
-
-
-def test_forwarding_jitter_buffer_passes_audio_through_in_order():
-    buffer = aiortc_internals.ForwardingJitterBuffer("audio")
-    assert buffer.add(rtp(10, 960, b"x"))[1].data == b"x"
-    assert buffer.add(rtp(12, 2880, b"z"))[1].data == b"z"  # a gap is not waited for
-    assert buffer.add(rtp(11, 1920, b"y")) == (False, None)  # late: dropped
-    assert buffer.add(rtp(12, 2880, b"z")) == (False, None)  # duplicate: dropped
-    assert buffer.add(rtp(65535, 0, b"w"))[1] is None  # far behind (wraps as older)
-    assert buffer.add(rtp(13, 3840, b"n"))[1].data == b"n"
-
-
-def test_receivers_have_the_jitter_buffer_the_tap_replaces():
-    init = inspect.getsource(aiortc.RTCRtpReceiver.__init__)
-    assert "self.__jitter_buffer = JitterBuffer(capacity=512, is_video=True)" in init
-    assert "self.__kind = kind" in init
-    assert "pli_flag, encoded_frame = self.__jitter_buffer.add(packet)" in inspect.getsource(
-        aiortc.RTCRtpReceiver._handle_rtp_packet
-    )

@@ -101,7 +101,8 @@ async def test_echo_returns_a_participants_camera_but_ignores_bots(sfu_running):
             assert (await person.publish([PatternVideoTrack(160, 120, 15)]))["ok"]
 
             def echoed_frames() -> int:
-                echo_mids = {t["mid"] for t in person.track_maps[-1] if t["identity"] == "echo"}
+                latest = person.track_maps[-1] if person.track_maps else []  # no offer yet
+                echo_mids = {t["mid"] for t in latest if t["identity"] == "echo"}
                 return max((len(r.counters) for mid, r in person.received.items() if mid in echo_mids), default=0)
 
             await eventually(lambda: echoed_frames() >= 10)
