@@ -38,7 +38,7 @@ from .rtc import PendingCandidates, close_pc, rtc_configuration, wait_connected
 
 logger = logging.getLogger(__name__)
 
-SETTLE = 0.05  # seconds a change waits for the rest of its burst before the offer
+SETTLE = 0.1  # seconds a change waits for the rest of its burst before the offer
 
 
 @dataclass

@@ -14,6 +14,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from roomwire.media.sources import read_frame_counter
 
+from tests.media.udp_relay import UdpRelay
 from tests.sio_client import SioClient
 
 
@@ -32,14 +33,31 @@ class ReceivedTrack:
 
     track: MediaStreamTrack
     counters: list[int] = field(default_factory=list)  # video: frame counters, in arrival order
+    counted_at: list[float] = field(default_factory=list)  # ... and when each was decoded (loop time)
     frames: int = 0
     first_frame_at: float | None = None
     first_counter_at: float | None = None
 
 
+def _through(relay: UdpRelay | None, rewrite: str) -> Callable[[str], str]:
+    """An SDP rewriter: through the relay if there is one, untouched otherwise."""
+    return getattr(relay, rewrite) if relay is not None else (lambda sdp: sdp)
+
+
 class SfuPeer:
-    def __init__(self, identity: str, *, answer: bool = True) -> None:
+    """`publisher_relay` / `subscriber_relay`: a UdpRelay that the connection goes through."""
+
+    def __init__(
+        self,
+        identity: str,
+        *,
+        answer: bool = True,
+        publisher_relay: UdpRelay | None = None,
+        subscriber_relay: UdpRelay | None = None,
+    ) -> None:
         self.identity = identity
+        self.publisher_relay = publisher_relay
+        self.subscriber_relay = subscriber_relay
         self.client = SioClient()
         self.publisher: RTCPeerConnection | None = None
         self.subscriber: RTCPeerConnection | None = None
@@ -78,13 +96,20 @@ class SfuPeer:
             if video_codec is not None and track.kind == "video":
                 codecs = RTCRtpSender.getCapabilities("video").codecs
                 transceiver.setCodecPreferences([c for c in codecs if c.mimeType in (video_codec, "video/rtx")])
+        return await self.republish(sources)
+
+    async def republish(self, sources: dict[str, str] | None = None) -> dict[str, Any]:
+        """Offer the publisher connection as it is now (after changing transceiver directions)."""
+        assert self.publisher is not None
         await self.publisher.setLocalDescription(await self.publisher.createOffer())
-        payload: dict[str, Any] = {"sdp": self.publisher.localDescription.sdp}
+        offer = _through(self.publisher_relay, "to_server")(self.publisher.localDescription.sdp)
+        payload: dict[str, Any] = {"sdp": offer}
         if sources is not None:
             payload["sources"] = sources
         ack = await self.client.call("sfu.publish", payload, timeout=10)
         if ack.get("ok"):
-            await self.publisher.setRemoteDescription(RTCSessionDescription(sdp=ack["sdp"], type="answer"))
+            answer = _through(self.publisher_relay, "to_peer")(ack["sdp"])
+            await self.publisher.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         return ack
 
     async def subscribe(self) -> dict[str, Any]:
@@ -102,7 +127,8 @@ class SfuPeer:
             await self._closing.wait()  # never answers (the SFU times out); ends at close()
             return None
         assert self.subscriber is not None
-        await self.subscriber.setRemoteDescription(RTCSessionDescription(sdp=payload["sdp"], type="offer"))
+        offer = _through(self.subscriber_relay, "to_peer")(payload["sdp"])
+        await self.subscriber.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         await self.subscriber.setLocalDescription(await self.subscriber.createAnswer())
         # aiortc keeps receivers of m-lines that went inactive running until close(); a
         # long-lived client stops them itself
@@ -110,7 +136,7 @@ class SfuPeer:
         for transceiver in self.subscriber.getTransceivers():
             if transceiver.mid not in live and transceiver.receiver.track is not None:
                 await transceiver.receiver.stop()
-        return {"sdp": self.subscriber.localDescription.sdp}
+        return {"sdp": _through(self.subscriber_relay, "to_server")(self.subscriber.localDescription.sdp)}
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         mid = next(t.mid for t in self.subscriber.getTransceivers() if t.receiver.track is track)
@@ -129,6 +155,7 @@ class SfuPeer:
                     counter = read_frame_counter(frame)
                     if counter is not None:
                         received.counters.append(counter)
+                        received.counted_at.append(loop.time())
                         if received.first_counter_at is None:
                             received.first_counter_at = loop.time()
 

@@ -45,10 +45,12 @@ async def test_two_lossy_reports_in_a_row_pause_then_video_is_tried_again_with_g
     guard.close()
 
 
-async def test_an_estimate_under_half_the_sending_rate_is_a_strike():
+async def test_an_estimate_under_half_the_sending_rate_is_a_strike(monkeypatch):
+    monkeypatch.setattr(congestion, "ESTIMATE_GRACE", 0.5)
     switch = Switch()
     guard = CongestionGuard(switch.pause, switch.resume)
-    guard.estimate(100_000, 0)  # the first estimate only starts the rate measurement
+    await asyncio.sleep(0.3)
+    guard.estimate(100_000, 0)  # in the grace period, and the first one only starts the rate measurement
     await asyncio.sleep(0.6)
     guard.estimate(1_000_000, 75_000)  # ~1 Mbit/s sent: an estimate of 1 Mbit/s is fine
     await asyncio.sleep(0.6)

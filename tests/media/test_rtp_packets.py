@@ -33,9 +33,10 @@ def test_extension_blocks_carry_the_subscribers_ids_mid_and_the_varying_value():
     assert (plain.extensions.mid, plain.extensions.abs_send_time) == ("12", None)
 
     audio = ExtensionLayout([RTCRtpHeaderExtensionParameters(id=1, uri=AUDIO_LEVEL)], "0", "audio")
-    packet = parse(RTP_HEADER.pack(0x90, 111, 1, 2, 3) + audio.head + b"\x9e" + audio.tail + b"x", [
-        RTCRtpHeaderExtensionParameters(id=1, uri=AUDIO_LEVEL)
-    ])
+    packet = parse(
+        RTP_HEADER.pack(0x90, 111, 1, 2, 3) + audio.head + b"\x9e" + audio.tail + b"x",
+        [RTCRtpHeaderExtensionParameters(id=1, uri=AUDIO_LEVEL)],
+    )
     assert packet.extensions.audio_level == (True, 30) and packet.extensions.mid is None
     bare = ExtensionLayout([], None, "audio")
     assert not bare.varies and bare.plain == b"" and bare.plain_first == 0x80

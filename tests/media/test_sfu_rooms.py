@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+from roomwire.media.bot import Bot
 from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack
 
 from tests.media.sfu_peer import wait_until
@@ -171,3 +172,46 @@ async def test_a_kicked_publisher_is_removed_from_every_subscriber(sfu_server, p
     assert await sfu_server.server.kick("media", "alice")
     await wait_until(lambda: bob.track_maps[-1] == [])
     assert sfu_server.server.media.tracks("media") == []
+
+
+async def test_withdraw_and_republish_on_the_same_transceiver_reaches_subscribers_within_a_second(sfu_server, peers):
+    alice = await peers("alice")
+    bob = await peers("bob")
+    assert (await bob.subscribe())["ok"]
+    assert (await alice.publish([PatternVideoTrack()]))["ok"]
+    await bob.wait_video_frames(30)
+    [transceiver] = alice.publisher.getTransceivers()
+    transceiver.direction = "inactive"
+    ack = await alice.republish()
+    assert ack["ok"] and ack["tracks"] == []
+    await wait_until(lambda: bob.track_maps[-1] == [])
+    await asyncio.sleep(1)
+
+    transceiver.direction = "sendonly"  # the same transceiver, the same SSRC, sequence numbers going on
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    ack = await alice.republish()
+    assert ack["ok"] and len(ack["tracks"]) == 1
+    sid = ack["tracks"][0]["sid"]
+    await wait_until(lambda: [t["sid"] for t in bob.track_maps[-1]] == [sid])
+    mid = bob.track_maps[-1][0]["mid"]
+    await wait_until(lambda: mid in bob.received and bob.received[mid].counters, timeout=5)
+    assert bob.received[mid].first_counter_at - started < 1.0
+
+
+async def test_a_bot_leaving_makes_one_offer_per_subscriber(sfu_server, peers):
+    subscribers = [await peers(name) for name in ("bob", "carol")]
+    for subscriber in subscribers:
+        assert (await subscriber.subscribe())["ok"]
+    async with Bot.connect(sfu_server.url, sfu_server.token("media", "pattern")) as bot:
+        await bot.publish(PatternVideoTrack(320, 240), ToneAudioTrack())
+        for subscriber in subscribers:
+            await wait_until(lambda s=subscriber: s.track_maps and len(s.track_maps[-1]) == 2)
+            await subscriber.wait_video_frames(5)
+        await asyncio.sleep(1)
+        before = [subscriber.offers for subscriber in subscribers]
+    # the bot closed its connections (an RTCP BYE per track, then DTLS), then its socket
+    for subscriber in subscribers:
+        await wait_until(lambda s=subscriber: s.track_maps[-1] == [])
+    await asyncio.sleep(1.5)
+    assert [s.offers - n for s, n in zip(subscribers, before, strict=True)] == [1, 1]
