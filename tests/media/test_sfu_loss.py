@@ -9,7 +9,7 @@ import random
 import av
 import pytest
 from roomwire.media.bot import Bot
-from roomwire.media.sinks import Recorder
+from roomwire.media.bot.sinks import Recorder
 from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack, read_frame_counter
 
 from tests.media.sfu_peer import wait_until
