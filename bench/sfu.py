@@ -16,7 +16,10 @@ own process, so its CPU time is its own:
 The counting subscribers run in load-generator processes of 8 (bench/sfu_load.py), so one
 saturated client loop does not pass for a slow server.
 The floor (bench/rtp_floor.py) is the loop "build an RTP packet, SRTP-protect it, sendto" with
-nothing else, measured in this process at the start and at the end of the run.
+nothing else: as a tight loop at the start and at the end of the run, and paced (1000 packets/s
+in bursts of 16, to a receiver waiting in epoll) in its own process beside every measured
+window, so that it pays what the server pays under the same load.
+`--before PYTHON` also measures the roomwire of another checkout (e.g. main's venv), side by side.
 Figures per (server, N): server CPU µs per forwarded packet (packets the subscribers and the
 probe received), server CPU as % of a core per subscriber (the probe counts as one), frames
 per second each counting subscriber received, and the probe's latency (p50, p95) minus that of
@@ -62,25 +65,33 @@ from bench.sfu_load import (  # noqa: E402
 )
 
 POOL_SIZE = 8  # counting subscribers per load-generator process
+PACED_FLOOR_PPS = 1000  # the floor that runs beside each measured window
 FORWARDED = re.compile(r'^roomwire_media_forwarded_packets_total\{kind="(audio|video)"\} (\S+)$', re.M)
 
 
 # -- one measured run ---------------------------------------------------------------------------
 
 
+# the roomwire of another checkout (`--before PYTHON`: that checkout's venv interpreter)
+BEFORE: dict[str, str] = {}
+
+
 async def start_server(kind: str) -> tuple[asyncio.subprocess.Process, str, str]:
     port = free_port()
     secret = secrets.token_urlsafe(24)
+    env = {**os.environ, "ROOMWIRE_SECRET": secret, "PYTHONPATH": str(REPO)}
+    serve = ["-m", "roomwire.signaling.cli", "serve", "--media", "sfu", "--port", str(port), "--log-level", "warning"]
     if kind == "roomwire":
-        command = [sys.executable, "-m", "roomwire.signaling.cli", "serve", "--media", "sfu", "--port", str(port)]
-        command += ["--log-level", "warning"]
+        command = [sys.executable, *serve]
+    elif kind == "before":
+        command = [BEFORE["python"], *serve]
+        del env["PYTHONPATH"]  # that checkout's own packages
     else:
         command = [sys.executable, str(REPO / "bench" / "sfu.py"), "--relay-server", "--port", str(port)]
-    env = {**os.environ, "ROOMWIRE_SECRET": secret, "PYTHONPATH": str(REPO)}
     proc = await asyncio.create_subprocess_exec(*command, cwd=REPO, env=env, stdout=asyncio.subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        await wait_serving(url + ("/healthz" if kind == "roomwire" else "/"), lambda: proc.returncode, timeout=20)
+        await wait_serving(url + ("/" if kind == "mediarelay" else "/healthz"), lambda: proc.returncode, timeout=20)
     except RuntimeError:
         proc.kill()
         raise
@@ -104,13 +115,17 @@ async def forwarded_by_server(url: str) -> int:
     return int(sum(float(value) for _, value in FORWARDED.findall(text)))
 
 
+def client_session(kind: str, url: str, secret: str) -> RoomwireSession | RelaySession:
+    return RelaySession(url) if kind == "mediarelay" else RoomwireSession(url, secret)
+
+
 async def subscriber_pool(kind: str, url: str, secret: str, names: list[str]) -> None:
     """A process of counting subscribers (so the load generator is not one saturated loop).
 
     Prints `ready`; on `start` from stdin it notes the counts, on `stop` it prints the
     [packets, frames] each subscriber received in between, as JSON, and exits.
     """
-    session: RoomwireSession | RelaySession = RoomwireSession(url, secret) if kind == "roomwire" else RelaySession(url)
+    session = client_session(kind, url, secret)
     counters = [Counter() for _ in names]
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -158,7 +173,7 @@ async def tell(pools: list[asyncio.subprocess.Process], word: str) -> None:
 async def run(kind: str, subscribers: int, frames: list[bytes], seconds: float, direct_p50: float) -> dict[str, Any]:
     proc, url, secret = await start_server(kind)
     sent_at: dict[int, float] = {}
-    session: RoomwireSession | RelaySession = RoomwireSession(url, secret) if kind == "roomwire" else RelaySession(url)
+    session = client_session(kind, url, secret)
     probe = Probe(sent_at)
     pools: list[asyncio.subprocess.Process] = []
     server_count: int | None = None
@@ -172,6 +187,16 @@ async def run(kind: str, subscribers: int, frames: list[bytes], seconds: float, 
         clients = [driver] + [psutil.Process(pool.pid) for pool in pools]
         server_before = await forwarded_by_server(url) if kind == "roomwire" else 0
         probe_before = await probe.packets()
+        floor = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(REPO / "bench" / "rtp_floor.py"),
+            "--paced",
+            str(PACED_FLOOR_PPS),
+            "--seconds",
+            str(seconds),
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+        )
         cpu_before, clients_before, t0 = cpu_seconds(server), sum(map(cpu_seconds, clients)), time.monotonic()
         await tell(pools, "start")
         probe.recording = True
@@ -184,6 +209,7 @@ async def run(kind: str, subscribers: int, frames: list[bytes], seconds: float, 
         probe_packets = await probe.packets() - probe_before
         if kind == "roomwire":
             server_count = await forwarded_by_server(url) - server_before
+        floor_beside = json.loads((await floor.communicate())[0])
         counts: list[tuple[int, int]] = []
         for pool in pools:
             assert pool.stdout is not None
@@ -210,6 +236,7 @@ async def run(kind: str, subscribers: int, frames: list[bytes], seconds: float, 
         "server": kind,
         "subscribers": subscribers,
         "cpu_us_per_forwarded_packet": round(1e6 * cpu / packets, 1) if packets else None,
+        "floor_beside_us_per_packet": floor_beside["us_per_packet"],
         "core_percent_per_subscriber": round(100 * cpu / elapsed / (subscribers + 1), 3),
         "server_cpu_percent": round(100 * cpu / elapsed, 1),
         "clients_cpu_percent": round(100 * driver_cpu / elapsed, 1),
@@ -249,7 +276,8 @@ async def direct_latency(frames: list[bytes], seconds: float) -> float:
 def describe(result: dict[str, Any]) -> str:
     return (
         f"{result['server']:>10} N={result['subscribers']:>2}: "
-        f"{result['cpu_us_per_forwarded_packet']} us CPU per forwarded packet, "
+        f"{result['cpu_us_per_forwarded_packet']} us CPU per forwarded packet "
+        f"(floor beside it {result['floor_beside_us_per_packet']} us), "
         f"{result['core_percent_per_subscriber']:.3f} % of a core per subscriber "
         f"(server {result['server_cpu_percent']} %, clients {result['clients_cpu_percent']} %, "
         f"{result['forwarded_packets_per_s']} packets/s), {result['fps_mean']} fps/subscriber "
@@ -261,7 +289,7 @@ def describe(result: dict[str, Any]) -> str:
 async def main(args: argparse.Namespace) -> None:
     started = time.monotonic()
     floor_before = floor_us_per_packet()
-    print(f"floor (build + SRTP-protect + sendto, {floor_before['payload_bytes']} B payload): {floor_before}")
+    print(f"floor (build + SRTP-protect + sendto, 1100 B payload, tight loop): {floor_before}")
     frames = encode_stream()
     kbps = sum(len(f) for f in frames) * 8 / (len(frames) / FPS) / 1000
     print(f"stream: {len(frames)} VP8 frames 640x480 @ {FPS} fps, {kbps:.0f} kbit/s (encoded once), + Opus tone")
@@ -269,7 +297,11 @@ async def main(args: argparse.Namespace) -> None:
     print(f"direct publisher->probe latency p50: {direct * 1000:.1f} ms")
     plan = [("roomwire", int(n)) for n in args.subscribers.split(",") if n]
     plan += [("mediarelay", int(n)) for n in args.relay_subscribers.split(",") if n]
-    plan.sort(key=lambda run: (run[1], run[0] != "roomwire"))  # side by side, N by N
+    if args.before:
+        BEFORE["python"] = args.before
+        plan += [("before", int(n)) for n in args.before_subscribers.split(",") if n]
+    order = {"roomwire": 0, "before": 1, "mediarelay": 2}
+    plan.sort(key=lambda run: (run[1], order[run[0]]))  # side by side, N by N
     results = []
     for kind, n in plan:
         result = await run(kind, n, frames, args.seconds, direct)
@@ -277,14 +309,13 @@ async def main(args: argparse.Namespace) -> None:
         print(describe(result))
     floor_after = floor_us_per_packet()
     print(f"floor again at the end: {floor_after}")
-    ratios = {}
-    relay = {r["subscribers"]: r for r in results if r["server"] == "mediarelay"}
-    for ours in (r for r in results if r["server"] == "roomwire"):
-        theirs = relay.get(ours["subscribers"])
-        if theirs and ours["cpu_us_per_forwarded_packet"] and theirs["cpu_us_per_forwarded_packet"]:
-            ratio = round(theirs["cpu_us_per_forwarded_packet"] / ours["cpu_us_per_forwarded_packet"], 1)
-            ratios[str(ours["subscribers"])] = ratio
-            print(f"N={ours['subscribers']}: MediaRelay costs {ratio}x roomwire's CPU per forwarded packet")
+    ratios: dict[str, dict[str, float]] = {}
+    ours = {r["subscribers"]: r["cpu_us_per_forwarded_packet"] for r in results if r["server"] == "roomwire"}
+    for other in (r for r in results if r["server"] != "roomwire"):
+        n, theirs = other["subscribers"], other["cpu_us_per_forwarded_packet"]
+        if ours.get(n) and theirs:
+            ratio = ratios.setdefault(other["server"], {})[str(n)] = round(theirs / ours[n], 1)
+            print(f"N={n}: {other['server']} costs {ratio}x roomwire's CPU per forwarded packet")
     print(
         json.dumps(
             {
@@ -295,7 +326,7 @@ async def main(args: argparse.Namespace) -> None:
                 "floor": {"start": floor_before, "end": floor_after},
                 "direct_latency_p50_ms": round(direct * 1000, 1),
                 "results": results,
-                "cpu_per_packet_ratio_mediarelay_over_roomwire": ratios,
+                "cpu_per_packet_ratio_over_roomwire": ratios,
                 "load_average_1m": round(os.getloadavg()[0], 2),
                 "wall_seconds": round(time.monotonic() - started, 1),
             }
@@ -307,6 +338,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subscribers", default="1,4,16,32,64", help="roomwire: comma-separated N values")
     parser.add_argument("--relay-subscribers", default="1,4,16", help="MediaRelay: N values ('' for none)")
+    parser.add_argument(
+        "--before", metavar="PYTHON", help="also measure the roomwire of another checkout (its venv's python)"
+    )
+    parser.add_argument("--before-subscribers", default="1,4,16", help="N values for --before")
     parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per run")
     parser.add_argument("--quick", action="store_true", help="N = 1,4 for 3 s each")
     parser.add_argument("--relay-server", action="store_true", help=argparse.SUPPRESS)
@@ -316,7 +351,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
-        args.subscribers = args.relay_subscribers = "1,4"
+        args.subscribers = args.relay_subscribers = args.before_subscribers = "1,4"
         args.seconds = 3.0
     return args
 
