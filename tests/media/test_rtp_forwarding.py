@@ -13,7 +13,15 @@ from aiortc.rtcrtpparameters import (
     RTCRtpParameters,
     RTCRtpSendParameters,
 )
-from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtcpPsfbPacket, RtcpRtpfbPacket, RtpPacket
+from aiortc.rtp import (
+    HeaderExtensionsMap,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+    RtpPacket,
+)
 from roomwire.media.media_metrics import MediaStats
 from roomwire.media.outbound_stream import OutboundStream
 from roomwire.media.receive_gaps import GIVE_UP
@@ -236,4 +244,21 @@ async def test_pli_requests_are_rate_limited_per_track():
     assert len(plis) == 1 and rig.stats.keyframes_requested == 11
     await asyncio.sleep(0.35)
     assert rig.stats.plis_sent == 2, "the requests inside the interval became one more PLI"
+    rig.forwarder.close()
+
+
+async def test_sender_reports_carry_the_publishers_ntp_rtp_mapping_into_each_subscribers_timestamps():
+    rig = Rig()
+    stream, writer = rig.subscribe()
+    rig.send(1, 90000, KEY, marker=True)
+    assert stream.sender_report(0.0) is None, "no mapping before the publisher's own report"
+    ntp = 0xE1234567_80000000  # some NTP time, .5 s
+    rig.forwarder.on_rtcp(RtcpSrPacket(ssrc=0x1234, sender_info=RtcpSenderInfo(ntp, 90000, 1, 100)))
+    _, _, received_at = rig.forwarder.sender_report
+    [report] = RtcpPacket.parse(stream.sender_report(received_at + 0.5))
+    offset = (parsed(writer.rtp[0], [MID, ABS]).timestamp - 90000) & 0xFFFFFFFF
+    assert report.ssrc == 0x5151
+    assert report.sender_info.ntp_timestamp == ntp + 2**31  # half a second later
+    assert report.sender_info.rtp_timestamp == (90000 + offset + 45000) & 0xFFFFFFFF
+    assert (report.sender_info.packet_count, report.sender_info.octet_count) == (1, len(KEY))
     rig.forwarder.close()

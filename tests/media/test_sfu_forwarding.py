@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack
 
@@ -44,6 +45,19 @@ async def test_video_and_audio_are_forwarded_without_loss(sfu_server, peers):
     assert sorted(s.kind for s in streams) == ["audio", "video"]
     assert all(s.packets_sent > 0 for s in streams)
     assert sfu.stats.forwarded_packets["video"] == next(s.packets_sent for s in streams if s.kind == "video")
+    # and /metrics says so
+    async with aiohttp.ClientSession() as http, http.get(sfu_server.url + "/metrics") as response:
+        metrics = {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in (await response.text()).splitlines()
+            if line.startswith("roomwire_media_")
+        }
+    assert metrics['roomwire_media_forwarded_packets_total{kind="video"}'] > 100
+    assert metrics['roomwire_media_forwarded_bytes_total{kind="audio"}'] > 0
+    assert metrics['roomwire_media_published_tracks{kind="video"}'] == 1
+    assert metrics['roomwire_media_subscriptions{kind="audio"}'] == 1
+    assert metrics["roomwire_media_paused_video_subscriptions"] == 0
+    assert metrics["roomwire_media_keyframes_requested_total"] >= 1
 
 
 async def test_h264_is_forwarded_as_h264(sfu_server, peers):
