@@ -44,6 +44,7 @@ RtpHandler = Callable[[RtpPacket], None]
 RtcpHandler = Callable[[AnyRtcpPacket], None]
 
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+_TAP = "_roomwire_rtp"  # where a tapped receiver keeps its handler (a cycle, never a global)
 MAX_SEND_BUFFER = 256 * 1024  # bytes an ICE pair's socket may hold in user space before we drop
 # pylibsrtp's session buffer is 1500 bytes; the SRTP trailer (tag, MKI) needs up to 144 of them
 MAX_RTP_SIZE = 1500 - pylibsrtp.SRTP_MAX_TRAILER_LEN
@@ -104,6 +105,9 @@ def tap_receiver(
     """Hand the receiver's RTP packets to `on_rtp` instead of its jitter buffer and decoder, and
     its RTCP (the remote sender's reports) to `on_rtcp` as well as to aiortc.
 
+    The first packet comes the way aiortc delivers it (the ICE connection queues each datagram
+    for the DTLS transport's reader task, which decrypts, parses and routes it); from then on
+    `_take_rtp_early` has the connection hand its SRTP packets over as they arrive.
     `on_end` runs when the receiver stops (RTCP BYE, disconnect, close). Call it before media
     flows; a receiver is tapped once.
     """
@@ -113,8 +117,10 @@ def tap_receiver(
     if not isinstance(current, queue.Queue):
         raise IncompatibleAiortc("RTCRtpReceiver's decoder queue is not where it used to be")
     aiortc_rtcp = receiver._handle_rtcp_packet
+    setattr(receiver, _TAP, on_rtp)
 
     async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+        _take_rtp_early(receiver.transport)
         on_rtp(packet)
 
     async def handle_rtcp(packet: AnyRtcpPacket) -> None:
@@ -126,8 +132,45 @@ def tap_receiver(
     setattr(receiver, _DECODER_QUEUE, _EndSignal(current, on_end))
 
 
+def _take_rtp_early(dtls: RTCDtlsTransport) -> None:
+    """Have the connection's SRTP packets decrypted, parsed and handed to their tapped receiver
+    right in the ICE connection's datagram callback: no queue, no reader task wake-up per
+    packet (that round trip cost more than all the rest of a packet's way in). Everything else
+    (STUN, DTLS, RTCP) still goes to the DTLS transport's queue. Once per connection."""
+    connection = dtls.transport._connection
+    if "data_received" in connection.__dict__:
+        return
+    queue_datagram = connection.data_received
+    router = dtls._rtp_router
+    extensions = dtls._rtp_header_extensions_map
+    length = ffi.new("int *")
+
+    def data_received(data: bytes, component: int) -> None:
+        session = dtls._rx_srtp
+        size = len(data)
+        if session is None or size < 12 or not 127 < data[0] < 192 or 191 < data[1] < 209:
+            queue_datagram(data, component)
+            return
+        if size > 1500:
+            return
+        # pylibsrtp's unprotect(), without its per-call allocation and checks
+        session._buffer[0:size] = data
+        length[0] = size
+        if lib.srtp_unprotect(session._srtp[0], session._cdata, length):
+            return  # as aiortc does: what does not authenticate is dropped
+        try:
+            packet = RtpPacket.parse(session._buffer[0 : length[0]], extensions)
+        except ValueError:
+            return
+        on_rtp = getattr(router.route_rtp(packet), _TAP, None)
+        if on_rtp is not None:
+            on_rtp(packet)
+
+    connection.data_received = data_received
+
+
 def is_tapped(receiver: RTCRtpReceiver) -> bool:
-    return isinstance(getattr(receiver, _DECODER_QUEUE, None), _EndSignal)
+    return hasattr(receiver, _TAP)
 
 
 def receive_statistics(clock_rate: int) -> StreamStatistics:

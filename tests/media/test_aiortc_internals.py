@@ -12,6 +12,7 @@ import fractions
 import inspect
 import threading
 
+import aioice
 import aiortc
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
@@ -43,6 +44,14 @@ def test_private_parts_are_where_the_sfu_expects_them():
     handle_rtp = inspect.getsource(RTCDtlsTransport._handle_rtp_data)
     assert "await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)" in handle_rtp
     assert "await recipient._handle_rtcp_packet(packet)" in inspect.getsource(RTCDtlsTransport._handle_rtcp_data)
+    # ... or, once tapped, the ICE connection's datagram callback hands SRTP over at once
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in inspect.getsource(
+        aioice.ice.StunProtocol.datagram_received
+    )
+    assert "self._rx_srtp = Session(rx_policy)" in inspect.getsource(RTCDtlsTransport._setup_srtp)
+    assert "self._rtp_header_extensions_map.configure(parameters)" in inspect.getsource(
+        RTCDtlsTransport._register_rtp_receiver
+    )
     receiver_init = inspect.getsource(aiortc.RTCRtpReceiver.__init__)
     assert "self.__decoder_queue: queue.Queue = queue.Queue()" in receiver_init
     assert "self.__decoder_queue.put(None)" in inspect.getsource(aiortc.RTCRtpReceiver._RTCRtpReceiver__stop_decoder)
@@ -95,6 +104,9 @@ async def test_a_tapped_receiver_hands_over_rtp_and_sender_reports_and_says_when
         assert {p.ssrc for p in packets} == {sender._ssrc} == {r.ssrc for r in reports}
         seqs = [p.sequence_number for p in packets]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # as sent, nothing held back
+        # after the first packet, the connection hands SRTP over without the DTLS reader task
+        assert "data_received" in transceiver.receiver.transport.transport._connection.__dict__
+        assert packets[-1].extensions.mid == transceiver.mid, "parsed with the negotiated extensions"
         assert transceiver.receiver.track._queue.empty(), "nothing reached the decoder"
     finally:
         await source.close()
