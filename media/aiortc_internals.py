@@ -169,10 +169,6 @@ def _take_rtp_early(dtls: RTCDtlsTransport) -> None:
     connection.data_received = data_received
 
 
-def is_tapped(receiver: RTCRtpReceiver) -> bool:
-    return hasattr(receiver, _TAP)
-
-
 def receive_statistics(clock_rate: int) -> StreamStatistics:
     """aiortc's RFC 3550 receive statistics (loss, jitter) for the reports we send a publisher."""
     return StreamStatistics(clock_rate)
@@ -297,12 +293,6 @@ class RtcpSink:
 def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
     """The codecs the last negotiation chose for this transceiver, preferred first (RTX included)."""
     return list(transceiver._codecs)
-
-
-def negotiated_codec(transceiver: RTCRtpTransceiver) -> RTCRtpCodecParameters | None:
-    """The codec the last negotiation chose for this transceiver (the first of its list)."""
-    codecs = transceiver._codecs
-    return codecs[0] if codecs else None
 
 
 def parse_sdp(text: str) -> SessionDescription:

@@ -76,10 +76,6 @@ class OutboundStream:
         self.packets_sent = 0
         self.octets_sent = 0
 
-    @property
-    def started(self) -> bool:
-        return self._writer is not None
-
     def start(self, parameters: RTCRtpSendParameters, writer: SrtpWriter) -> None:
         """The subscriber's m-line is negotiated and its transport connected: from now on."""
         codec = parameters.codecs[0]

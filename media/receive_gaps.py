@@ -27,10 +27,6 @@ class ReceiveGaps:
         self._missing: dict[int, tuple[float, float]] = {}  # seq -> (gap seen, last NACK)
         self._timer: asyncio.TimerHandle | None = None
 
-    @property
-    def missing(self) -> list[int]:
-        return list(self._missing)
-
     def received(self, seq: int, now: float) -> None:
         highest = self._highest
         if highest is None:

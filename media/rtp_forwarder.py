@@ -75,14 +75,9 @@ class TrackForwarder:
         self._last: InboundPacket | None = None  # the newest packet
         self.sender_report: tuple[int, int, float] | None = None  # (NTP, RTP timestamp, loop time)
         self._last_sr: tuple[int, float] | None = None  # (LSR, loop time) for receiver reports
-        self.packets_in = 0
         self._closed = False
         self._loop = asyncio.get_running_loop()
         self._report_timer = self._loop.call_later(REPORT_INTERVAL, self._report)
-
-    @property
-    def streams(self) -> tuple[OutboundStream, ...]:
-        return self._streams
 
     # -- ingress ---------------------------------------------------------------------------------
 
@@ -108,7 +103,6 @@ class TrackForwarder:
                 self._stats.dropped["duplicate"] += 1
                 return
             self._gaps.received(seq, now)  # type: ignore[union-attr]
-        self.packets_in += 1
         if payload:
             packet = InboundPacket(
                 seq,

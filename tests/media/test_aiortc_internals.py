@@ -88,7 +88,6 @@ async def test_a_tapped_receiver_hands_over_rtp_and_sender_reports_and_says_when
         aiortc_internals.tap_receiver(
             receiver, packets.append, lambda p: reports.append(p) if isinstance(p, RtcpSrPacket) else None, ended.set
         )
-        assert aiortc_internals.is_tapped(receiver)
         with pytest.raises(ValueError):
             aiortc_internals.tap_receiver(receiver, packets.append, reports.append, ended.set)
 
@@ -98,7 +97,6 @@ async def test_a_tapped_receiver_hands_over_rtp_and_sender_reports_and_says_when
         await wait_until(lambda: len(packets) >= 30 and reports, timeout=15)
         transceiver = sink.getTransceivers()[0]
         codec, rtx = aiortc_internals.negotiated_codecs(transceiver)[:2]
-        assert aiortc_internals.negotiated_codec(transceiver) == codec
         assert codec.mimeType == "video/VP8" and rtx.parameters["apt"] == codec.payloadType
         assert {p.payload_type for p in packets} == {codec.payloadType}
         assert {p.ssrc for p in packets} == {sender._ssrc} == {r.ssrc for r in reports}
