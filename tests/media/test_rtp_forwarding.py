@@ -23,7 +23,7 @@ from aiortc.rtp import (
     RtpPacket,
 )
 from roomwire.media.media_metrics import MediaStats
-from roomwire.media.outbound_stream import OutboundStream
+from roomwire.media.outbound_stream import RESENDS_PER_SECOND, OutboundStream
 from roomwire.media.receive_gaps import GIVE_UP
 from roomwire.media.rtp_forwarder import TrackForwarder
 
@@ -161,11 +161,16 @@ async def test_a_gap_is_nacked_repaired_by_rtx_and_forwarded_late_and_a_subscrib
     first = out_seqs(writer)[0]
     assert [(s - first) & 0xFFFF for s in out_seqs(writer)] == [0, 3, 1]  # the repair goes out at once
     # the subscriber lost our copy of 203 and asks for it
-    stream.resend([(first + 3) & 0xFFFF, (first + 2) & 0xFFFF])  # 202 was never received: not in the cache
+    now = asyncio.get_running_loop().time()
+    stream.resend([(first + 3) & 0xFFFF, (first + 2) & 0xFFFF], now)  # 202 never came: not in the cache
     retransmission = parsed(writer.rtp[-1], [MID, ABS])
     assert (retransmission.payload_type, retransmission.ssrc) == (121, 0x5151 + 1)
     assert retransmission.payload == ((first + 3) & 0xFFFF).to_bytes(2, "big") + DELTA
     assert (rig.stats.nacks_received, rig.stats.nacks_answered) == (2, 1)
+    # a flood of NACKs gets no more than the budget of resends
+    stream.resend([(first + 3) & 0xFFFF] * 1000, now)
+    assert rig.stats.nacks_answered < 1 + RESENDS_PER_SECOND + 5
+    assert rig.stats.dropped["resend_budget"] > 700
     rig.forwarder.close()
 
 
