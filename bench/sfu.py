@@ -78,7 +78,7 @@ BEFORE: dict[str, str] = {}
 
 async def start_server(kind: str) -> tuple[asyncio.subprocess.Process, str, str]:
     port = free_port()
-    secret = secrets.token_urlsafe(24)
+    secret = secrets.token_hex(24)  # never starts with "-" (it goes on a command line)
     env = {**os.environ, "ROOMWIRE_SECRET": secret, "PYTHONPATH": str(REPO)}
     serve = ["-m", "roomwire.signaling.cli", "serve", "--media", "sfu", "--port", str(port), "--log-level", "warning"]
     if kind == "roomwire":
