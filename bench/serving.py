@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
 from collections.abc import Callable
 
@@ -29,3 +30,23 @@ async def wait_serving(url: str, exit_code: Callable[[], int | None], timeout: f
         except TimeoutError:
             raise RuntimeError(f"nothing answered {url} within {timeout} s") from None
     raise RuntimeError(f"the server exited with code {code} before answering {url}")
+
+
+async def start_redis() -> tuple[asyncio.subprocess.Process, str]:
+    """A redis-server of the benchmark's own (no persistence) on a free port, and its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is missing: apt-get install -y redis-server")
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(100):
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return proc, f"redis://127.0.0.1:{port}/0"
+        await asyncio.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("redis-server did not start")

@@ -2,7 +2,7 @@
 of what Python can do per packet, in the same run.
 
     .venv/bin/python bench/sfu.py [--subscribers 1,4,16,32,64] [--relay-subscribers 1,4,16]
-                                  [--seconds 6] [--quick]
+                                  [--two-node-subscribers 4,16] [--seconds 6] [--quick]
 
 One publisher sends a pre-encoded 640x480 30 fps VP8 stream (about 500 kbit/s, encoded once
 up-front and replayed as packets, so generating it costs nearly nothing) and a 48 kHz Opus
@@ -11,6 +11,9 @@ tapped before aiortc's jitter buffer). One more subscriber, the probe, decodes t
 reads the frame counter drawn into each picture, to measure latency. Each server runs as its
 own process, so its CPU time is its own:
   roomwire     `roomwire serve --media sfu`, driven over Socket.IO `sfu.*` like any client
+  two-nodes    two `roomwire serve --redis-url` nodes on one redis-server: the publisher and the
+               probe on the first, the counting subscribers on the second (the room's media
+               lives on one of them); CPU is both nodes' and Redis's
   mediarelay   this file's `--relay-server`: aiortc's MediaRelay, one decode and one encode
                per subscriber and track (how aiortc's examples relay a track)
 The counting subscribers run in load-generator processes of 8 (bench/sfu_load.py), so one
@@ -38,6 +41,7 @@ import secrets
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +55,7 @@ sys.path[0] = str(REPO)  # the repository's packages, not bench/ (which has a si
 from roomwire.media.sources import ToneAudioTrack  # noqa: E402
 
 from bench.rtp_floor import floor_us_per_packet  # noqa: E402
-from bench.serving import free_port, wait_serving  # noqa: E402
+from bench.serving import free_port, start_redis, wait_serving  # noqa: E402
 from bench.sfu_load import (  # noqa: E402
     FPS,
     Counter,
@@ -76,13 +80,31 @@ FORWARDED = re.compile(r'^roomwire_media_forwarded_packets_total\{kind="(audio|v
 BEFORE: dict[str, str] = {}
 
 
-async def start_server(kind: str) -> tuple[asyncio.subprocess.Process, str, str]:
+@dataclass
+class Servers:
+    """The processes measured: one server, or (`two-nodes`) two roomwire nodes and their Redis.
+    The publisher and the probe use `urls[0]`, the counting subscribers `urls[-1]`."""
+
+    procs: list[asyncio.subprocess.Process]
+    urls: list[str]
+    secret: str
+
+    async def stop(self) -> None:
+        for proc in reversed(self.procs):  # the nodes before their Redis
+            if proc.returncode is None:
+                proc.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 10)
+            if proc.returncode is None:
+                proc.kill()
+
+
+async def start_server(kind: str, secret: str, redis_url: str = "") -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
-    secret = secrets.token_hex(24)  # never starts with "-" (it goes on a command line)
     env = {**os.environ, "ROOMWIRE_SECRET": secret, "PYTHONPATH": str(REPO)}
     serve = ["-m", "roomwire.signaling.cli", "serve", "--media", "sfu", "--port", str(port), "--log-level", "warning"]
     if kind == "roomwire":
-        command = [sys.executable, *serve]
+        command = [sys.executable, *serve, *(["--redis-url", redis_url] if redis_url else [])]
     elif kind == "before":
         command = [BEFORE["python"], *serve]
         del env["PYTHONPATH"]  # that checkout's own packages
@@ -95,7 +117,17 @@ async def start_server(kind: str) -> tuple[asyncio.subprocess.Process, str, str]
     except RuntimeError:
         proc.kill()
         raise
-    return proc, url, secret
+    return proc, url
+
+
+async def start_servers(kind: str) -> Servers:
+    secret = secrets.token_hex(24)  # never starts with "-" (it goes on a command line)
+    if kind != "two-nodes":
+        proc, url = await start_server(kind, secret)
+        return Servers([proc], [url], secret)
+    redis, redis_url = await start_redis()
+    nodes = [await start_server("roomwire", secret, redis_url) for _ in range(2)]
+    return Servers([redis, *(proc for proc, _ in nodes)], [url for _, url in nodes], secret)
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
@@ -108,15 +140,21 @@ def cpu_seconds(proc: psutil.Process) -> float:
     return total
 
 
-async def forwarded_by_server(url: str) -> int:
-    """roomwire's own count of RTP packets sent to subscribers (its /metrics)."""
-    async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as response:
-        text = await response.text()
-    return int(sum(float(value) for _, value in FORWARDED.findall(text)))
+async def forwarded_by_server(urls: list[str]) -> int:
+    """roomwire's own count of RTP packets sent to subscribers (its nodes' /metrics)."""
+    total = 0.0
+    async with aiohttp.ClientSession() as http:
+        for url in urls:
+            async with http.get(url + "/metrics") as response:
+                total += sum(float(value) for _, value in FORWARDED.findall(await response.text()))
+    return int(total)
 
 
 def client_session(kind: str, url: str, secret: str) -> RoomwireSession | RelaySession:
     return RelaySession(url) if kind == "mediarelay" else RoomwireSession(url, secret)
+
+
+COUNTED_BY_SERVER = ("roomwire", "two-nodes")
 
 
 async def subscriber_pool(kind: str, url: str, secret: str, names: list[str]) -> None:
@@ -171,9 +209,10 @@ async def tell(pools: list[asyncio.subprocess.Process], word: str) -> None:
 
 
 async def run(kind: str, subscribers: int, frames: list[bytes], seconds: float, direct_p50: float) -> dict[str, Any]:
-    proc, url, secret = await start_server(kind)
+    servers = await start_servers(kind)
+    secret = servers.secret
     sent_at: dict[int, float] = {}
-    session = client_session(kind, url, secret)
+    session = client_session(kind, servers.urls[0], secret)
     probe = Probe(sent_at)
     pools: list[asyncio.subprocess.Process] = []
     server_count: int | None = None
@@ -181,11 +220,12 @@ async def run(kind: str, subscribers: int, frames: list[bytes], seconds: float, 
         await session.publish([ReplayTrack(frames, sent_at), ToneAudioTrack()])
         await asyncio.sleep(0.5)
         await session.subscribe("probe", probe)
-        pools = await start_pools(kind, url, secret, subscribers)
+        pool_kind = "roomwire" if kind == "two-nodes" else kind
+        pools = await start_pools(pool_kind, servers.urls[-1], secret, subscribers)
         await asyncio.sleep(3)  # every subscriber past its first keyframe
-        server, driver = psutil.Process(proc.pid), psutil.Process()
+        server, driver = [psutil.Process(proc.pid) for proc in servers.procs], psutil.Process()
         clients = [driver] + [psutil.Process(pool.pid) for pool in pools]
-        server_before = await forwarded_by_server(url) if kind == "roomwire" else 0
+        server_before = await forwarded_by_server(servers.urls) if kind in COUNTED_BY_SERVER else 0
         probe_before = await probe.packets()
         floor = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -197,18 +237,18 @@ async def run(kind: str, subscribers: int, frames: list[bytes], seconds: float, 
             cwd=REPO,
             stdout=asyncio.subprocess.PIPE,
         )
-        cpu_before, clients_before, t0 = cpu_seconds(server), sum(map(cpu_seconds, clients)), time.monotonic()
+        cpu_before, clients_before, t0 = sum(map(cpu_seconds, server)), sum(map(cpu_seconds, clients)), time.monotonic()
         await tell(pools, "start")
         probe.recording = True
         await asyncio.sleep(seconds)
         probe.recording = False
         await tell(pools, "stop")
         elapsed = time.monotonic() - t0
-        cpu = cpu_seconds(server) - cpu_before
+        cpu = sum(map(cpu_seconds, server)) - cpu_before
         driver_cpu = sum(map(cpu_seconds, clients)) - clients_before
         probe_packets = await probe.packets() - probe_before
-        if kind == "roomwire":
-            server_count = await forwarded_by_server(url) - server_before
+        if kind in COUNTED_BY_SERVER:
+            server_count = await forwarded_by_server(servers.urls) - server_before
         floor_beside = json.loads((await floor.communicate())[0])
         counts: list[tuple[int, int]] = []
         for pool in pools:
@@ -222,11 +262,7 @@ async def run(kind: str, subscribers: int, frames: list[bytes], seconds: float, 
             if pool.returncode is None:
                 pool.kill()
         await session.close()
-        proc.terminate()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), 10)
-        if proc.returncode is None:
-            proc.kill()
+        await servers.stop()
     packets = sum(p for p, _ in counts) + probe_packets
     fps = [f / elapsed for _, f in counts]
     latencies = sorted(probe.latencies)
@@ -297,10 +333,11 @@ async def main(args: argparse.Namespace) -> None:
     print(f"direct publisher->probe latency p50: {direct * 1000:.1f} ms")
     plan = [("roomwire", int(n)) for n in args.subscribers.split(",") if n]
     plan += [("mediarelay", int(n)) for n in args.relay_subscribers.split(",") if n]
+    plan += [("two-nodes", int(n)) for n in args.two_node_subscribers.split(",") if n]
     if args.before:
         BEFORE["python"] = args.before
         plan += [("before", int(n)) for n in args.before_subscribers.split(",") if n]
-    order = {"roomwire": 0, "before": 1, "mediarelay": 2}
+    order = {"roomwire": 0, "two-nodes": 1, "before": 2, "mediarelay": 3}
     plan.sort(key=lambda run: (run[1], order[run[0]]))  # side by side, N by N
     results = []
     for kind, n in plan:
@@ -342,6 +379,10 @@ def parse_args() -> argparse.Namespace:
         "--before", metavar="PYTHON", help="also measure the roomwire of another checkout (its venv's python)"
     )
     parser.add_argument("--before-subscribers", default="1,4,16", help="N values for --before")
+    parser.add_argument(
+        "--two-node-subscribers", default="4,16",
+        help="two nodes on one Redis, publisher on one, subscribers on the other: N values ('' for none)",
+    )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per run")
     parser.add_argument("--quick", action="store_true", help="N = 1,4 for 3 s each")
     parser.add_argument("--relay-server", action="store_true", help=argparse.SUPPRESS)
@@ -351,7 +392,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
-        args.subscribers = args.relay_subscribers = args.before_subscribers = "1,4"
+        args.subscribers = args.relay_subscribers = args.before_subscribers = args.two_node_subscribers = "1,4"
         args.seconds = 3.0
     return args
 
