@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import struct
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -28,6 +31,7 @@ from typing import Any
 import engineio
 import orjson
 import socketio
+from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
 
 from .protocol import RESERVED_EVENTS
@@ -99,13 +103,17 @@ class SocketLimits:
     close_after_refusal: float = 2.0
 
 
-# A socket cut off politely gets this long to read Engine.IO's close packet before its TCP
-# connection is aborted anyway.
+# A socket the server closes gets this long to read Engine.IO's close packet and hang up before
+# its TCP connection is aborted anyway.
 GOODBYE_SECONDS = 1.0
+# Pings due within one tick leave together: one wakeup of the server pings many sockets, and
+# their pongs come back together (a wakeup costs more than the ping it sends: docs/benchmarks.md).
+HEARTBEAT_TICK = 0.5
 
 
 class SendQueue(asyncio.Queue):  # type: ignore[type-arg]
-    """An Engine.IO socket's outgoing queue that knows how many bytes it holds."""
+    """An Engine.IO socket's outgoing queue (long polling, and a WebSocket until it is wired)
+    that knows how many bytes it holds."""
 
     def _init(self, maxsize: int) -> None:
         super()._init(maxsize)  # type: ignore[misc]
@@ -126,62 +134,324 @@ def _packet_bytes(item: Any) -> int:
     return len(data) if isinstance(data, str | bytes) else 0
 
 
-class EngineServer(engineio.AsyncServer):
-    """Engine.IO with a bounded send queue per socket, and sockets that can be cut off.
+def websocket_frame(pkt: engineio.packet.Packet) -> bytes:
+    """The packet as one WebSocket frame from the server (unmasked, uncompressed), built once
+    per packet however many sockets it goes to."""
+    frame: bytes | None = getattr(pkt, "roomwire_frame", None)
+    if frame is None:
+        encoded = pkt.encode()
+        payload, first = (encoded.encode(), 0x81) if isinstance(encoded, str) else (encoded, 0x82)
+        size = len(payload)
+        if size < 126:
+            header = bytes((first, size))
+        elif size < 65536:
+            header = struct.pack("!BBH", first, 126, size)
+        else:
+            header = struct.pack("!BBQ", first, 127, size)
+        frame = pkt.roomwire_frame = header + payload
+    return frame
 
-    Closing an Engine.IO socket does not close its WebSocket: the library keeps reading (and
-    answering pongs) until the client goes. So each socket keeps the TCP transport of its
-    WebSocket request, which `cut` closes.
+
+class Wire:
+    """A socket's WebSocket connection, written to without aiohttp's writer: the frames a socket
+    gets during one pass of the event loop leave together, in one writev, at the end of it."""
+
+    __slots__ = ("frames", "outbox", "size", "transport")
+
+    def __init__(self, transport: asyncio.Transport, outbox: Outbox) -> None:
+        self.transport = transport
+        self.outbox = outbox
+        self.frames: list[bytes] = []
+        self.size = 0
+
+    def write(self, frame: bytes) -> None:
+        if self.transport.is_closing():
+            return
+        if not self.frames:
+            self.outbox.waiting(self)
+        self.frames.append(frame)
+        self.size += len(frame)
+
+    def unsent(self) -> int:
+        """Bytes written and not yet taken by the kernel."""
+        return self.transport.get_write_buffer_size() + self.size
+
+    def flush(self) -> None:
+        frames, self.frames, self.size = self.frames, [], 0
+        if not frames or self.transport.is_closing():
+            return
+        if len(frames) == 1:
+            self.transport.write(frames[0])
+        else:
+            self.transport.writelines(frames)
+
+
+class Outbox:
+    """The wires with frames waiting, flushed by one callback at the end of the loop's pass."""
+
+    def __init__(self) -> None:
+        self._waiting: list[Wire] = []
+
+    def waiting(self, wire: Wire) -> None:
+        if not self._waiting:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._waiting.append(wire)
+
+    def flush(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for wire in waiting:
+            try:
+                wire.flush()
+            except Exception:  # one broken connection must not hold up the frames of the others
+                log.exception("writing to a WebSocket failed")
+
+
+PING = engineio.packet.Packet(engineio.packet.PING)  # one packet, one frame, for every socket
+
+
+class Heartbeats:
+    """Engine.IO's ping/pong for every socket of a server, from one timer.
+
+    python-engineio starts a task per socket per ping and a monitor task that wakes once per
+    socket per `ping_timeout`. Here each tick pings the sockets that are due, cuts those that
+    left their last ping unanswered for `ping_timeout`, and forgets closed ones (removing the
+    closed long-polling sockets nothing else would remove, as the monitor did).
     """
+
+    def __init__(self, server: EngineServer) -> None:
+        self.server = server
+        self._pings: dict[int, list[EngineSocket]] = {}  # tick -> sockets to ping then
+        self._deadlines: dict[int, list[tuple[EngineSocket, float]]] = {}  # tick -> (socket, pinged at)
+        self._next = 0  # the first tick not handled yet
+        self._timer: asyncio.TimerHandle | None = None
+
+    def ping_later(self, socket: EngineSocket) -> None:
+        """Ping the socket `ping_interval` from now (its pong, or its connection, just came)."""
+        self._at(self._pings, self.server.ping_interval, socket)
+
+    def _at(self, ticks: dict[int, list[Any]], delay: float, entry: Any) -> None:
+        loop = asyncio.get_running_loop()
+        if self._timer is None:
+            self._next = int(loop.time() / HEARTBEAT_TICK) + 1
+            self._timer = loop.call_at(self._next * HEARTBEAT_TICK, self._tick)
+        tick = max(self._next, math.ceil((loop.time() + delay) / HEARTBEAT_TICK))
+        ticks.setdefault(tick, []).append(entry)
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = int(loop.time() / HEARTBEAT_TICK)
+        while self._next <= now:
+            for socket, pinged_at in self._deadlines.pop(self._next, ()):
+                if socket.last_ping == pinged_at and not (socket.closed or socket.closing):
+                    self._cut(socket)
+            for socket in self._pings.pop(self._next, ()):
+                self._ping(socket)
+            self._next += 1
+        self._timer = None
+        if self._pings or self._deadlines:
+            self._timer = loop.call_at(self._next * HEARTBEAT_TICK, self._tick)
+
+    def _ping(self, socket: EngineSocket) -> None:
+        if socket.closed:
+            if self.server.sockets.get(socket.sid) is socket:
+                del self.server.sockets[socket.sid]
+            return
+        if socket.closing:  # its disconnect handler runs: look again later
+            self.ping_later(socket)
+            return
+        socket.last_ping = time.time()
+        socket.put(PING)
+        self._at(self._deadlines, self.server.ping_timeout, (socket, socket.last_ping))
+
+    def _cut(self, socket: EngineSocket) -> None:
+        self.server.in_background(self.server.cut(socket.sid, at_once=False, reason=self.server.reason.PING_TIMEOUT))
+
+
+class EngineSocket(AsyncSocket):
+    """An Engine.IO socket whose WebSocket frames go straight to its connection (python-engineio
+    runs a writer task behind a queue, and a task and a timer per packet read or written) and
+    whose pings come from the server's `Heartbeats`. A WebSocket with permessage-deflate keeps
+    the library's own loops: aiohttp's writer compresses."""
+
+    server: EngineServer
+    transport: asyncio.Transport | None = None  # of its WebSocket request: `cut` closes it
+    wire: Wire | None = None  # set once its WebSocket is its transport
+
+    async def send(self, pkt: engineio.packet.Packet) -> None:
+        if await self.check_ping_timeout():
+            self.put(pkt)
+
+    def put(self, pkt: engineio.packet.Packet) -> None:
+        """Write the packet, or queue it for a long poll (or a WebSocket being upgraded to)."""
+        if self.wire is not None:
+            self.wire.write(websocket_frame(pkt))
+        else:
+            self.queue.put_nowait(pkt)
+
+    def backlog(self) -> tuple[int, int]:
+        """Packets and bytes sent to the client and not written to the connection yet."""
+        if self.wire is not None:
+            return 0, self.wire.unsent()
+        return self.queue.qsize(), self.queue.bytes
+
+    def schedule_ping(self) -> None:
+        if self.last_ping:  # a pong for the last ping (or the connection): the next one is due later
+            self.last_ping = None
+            self.server.heartbeats.ping_later(self)
+
+    async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        if self.closed or self.closing:
+            return
+        await super().close(wait=wait, abort=abort, reason=reason)
+        if self.transport is not None and not self.transport.is_closing():
+            # a client that does not hang up is hung up on
+            asyncio.get_running_loop().call_later(GOODBYE_SECONDS, self.transport.abort)
+
+    async def _websocket_handler(self, ws: Any) -> None:
+        self.transport = ws.environ["aiohttp.request"].transport
+        if ws._sock.compress:
+            await super()._websocket_handler(ws)
+            return
+        if self.connected:
+            if not await self._upgrade(ws):
+                return
+        else:
+            self.connected = self.upgraded = True
+        await self._serve(ws)
+
+    async def _upgrade(self, ws: Any) -> bool:
+        """From long polling: the client probes (`2probe`, answered `3probe`), the pending poll
+        is ended, and the client's `5` makes the WebSocket its transport."""
+        self.upgrading = True  # meanwhile, packets wait in the queue
+        try:
+            if await ws.wait() != "2probe":
+                return False
+            await ws.send("3probe")
+            self.queue.put_nowait(engineio.packet.Packet(engineio.packet.NOOP))  # ends the poll
+            upgrade = await ws.wait()
+            self.upgraded = isinstance(upgrade, str) and upgrade[:1] == "5"
+            return self.upgraded
+        except OSError:
+            return False
+        finally:
+            self.upgrading = False
+
+    async def _serve(self, ws: Any) -> None:
+        assert self.transport is not None
+        wire = Wire(self.transport, self.server.outbox)
+        while not self.queue.empty():  # the open packet, or what waited for the upgrade
+            pkt = self.queue.get_nowait()
+            self.queue.task_done()
+            if pkt is not None:
+                wire.write(websocket_frame(pkt))
+        self.wire = wire
+        message = self.server.handlers["message"]  # python-socketio's
+        limit = self.server.max_http_buffer_size
+        while True:
+            try:
+                data = await ws.wait()  # OSError once the WebSocket closes
+            except (Exception, asyncio.CancelledError):  # aiohttp cancels it when the connection is lost
+                break
+            if data == "3":
+                self.schedule_ping()
+            elif len(data) > limit:
+                break
+            elif isinstance(data, str) and data[:1] == "4":
+                try:
+                    await message(self.sid, data[1:])
+                except Exception:
+                    log.exception("%s: message handler error", self.sid)
+            else:
+                try:
+                    await self.receive(engineio.packet.Packet(encoded_packet=data))
+                except engineio.exceptions.UnknownPacketError:
+                    pass
+                except engineio.exceptions.SocketIsClosedError:
+                    break
+                except Exception:
+                    log.exception("%s: receive error", self.sid)
+        wire.flush()
+        await ws.close()
+        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+
+
+class EngineServer(engineio.AsyncServer):
+    """Engine.IO with `EngineSocket`s: a bounded send queue per socket, WebSocket frames written
+    directly, one timer for every socket's heartbeat, and sockets that can be cut off."""
 
     limits = SocketLimits()
     on_dropped: DroppedHandler | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        websocket = self._async["websocket"]
-
-        def tracked_websocket(handler: Any, server: Any) -> Callable[[dict[str, Any]], Awaitable[Any]]:
-            inner = websocket(handler, server)
-            socket = handler.__self__  # the handler is the socket's bound `_websocket_handler`
-
-            async def run(environ: dict[str, Any]) -> Any:
-                socket.roomwire_transport = getattr(environ.get("aiohttp.request"), "transport", None)
-                return await inner(environ)
-
-            return run
-
-        self._async = {**self._async, "websocket": tracked_websocket}
+        super().__init__(*args, **{**kwargs, "monitor_clients": False})  # `Heartbeats` does its work
+        if self.cookie:
+            raise ValueError("roomwire's Engine.IO server sets no cookie")
+        self.heartbeats = Heartbeats(self)
+        self.outbox = Outbox()
+        self._background: set[asyncio.Future[Any]] = set()
 
     def create_queue(self, *args: Any, **kwargs: Any) -> asyncio.Queue:  # type: ignore[type-arg]
         return SendQueue(*args, **kwargs)
 
-    async def send_packet(self, sid: str, pkt: Any) -> None:
+    async def _handle_connect(self, environ: dict[str, Any], transport: str, jsonp_index: int | None = None) -> Any:
+        # python-engineio's, with roomwire's socket class (and neither a monitor task nor a cookie)
+        sid = self.generate_id()
+        socket = self.sockets[sid] = EngineSocket(self, sid)
+        interval = int(self.ping_interval + self.ping_interval_grace_period) * 1000
+        opening = {"sid": sid, "upgrades": self._upgrades(sid, transport), "pingTimeout": int(self.ping_timeout * 1000),
+                   "pingInterval": interval, "maxPayload": self.max_http_buffer_size}  # fmt: skip
+        await socket.send(engineio.packet.Packet(engineio.packet.OPEN, opening))
+        refusal = await self._trigger_event("connect", sid, environ, run_async=False)
+        if refusal is not None and refusal is not True:
+            del self.sockets[sid]
+            return self._unauthorized(refusal or None)
+        socket.schedule_ping()
+        if transport == "websocket":
+            response = await socket.handle_get_request(environ)
+            if socket.closed and self.sockets.get(sid) is socket:
+                del self.sockets[sid]
+            return response
+        socket.connected = True
+        try:
+            return self._ok(await socket.poll(), jsonp_index=jsonp_index)
+        except engineio.exceptions.QueueEmpty:
+            return self._bad_request()
+
+    def deliver(self, sid: str, pkt: engineio.packet.Packet) -> None:
+        """Send a packet to a socket without awaiting anything. A socket whose client left its
+        last ping unanswered too long (as python-engineio's `send` checks), or whose unsent
+        packets are over the limits, is closed instead, in the background."""
         socket = self.sockets.get(sid)
         if socket is None or socket.closed or socket.closing:
             return
-        queue = socket.queue
-        if queue.qsize() >= self.limits.queued_packets or queue.bytes + _packet_bytes(pkt) > self.limits.queued_bytes:
-            why = f"its send queue is full ({queue.qsize()} packets, {queue.bytes} bytes unread)"
+        packets, size = socket.backlog()
+        if packets >= self.limits.queued_packets or size + _packet_bytes(pkt) > self.limits.queued_bytes:
             if self.on_dropped is not None:
-                self.on_dropped(sid, why)
-            await self.cut(sid, at_once=True)
-            return
-        await socket.send(pkt)
+                self.on_dropped(sid, f"its send queue is full ({packets} packets, {size} bytes unread)")
+            self.in_background(self.cut(sid, at_once=True))
+        elif socket.last_ping and time.time() - socket.last_ping > self.ping_timeout:
+            self.in_background(socket.close(wait=False, abort=False, reason=self.reason.PING_TIMEOUT))
+        else:
+            socket.put(pkt)
 
-    async def cut(self, sid: str, *, at_once: bool) -> None:
+    async def send_packet(self, sid: str, pkt: Any) -> None:
+        self.deliver(sid, pkt)
+
+    def in_background(self, work: Awaitable[Any]) -> None:
+        """Run `work` in a task that is kept until it is done."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def cut(self, sid: str, *, at_once: bool, reason: str | None = None) -> None:
         """Close a socket and its WebSocket connection; `at_once` discards what is unsent (for
         a client that does not read), else the client gets Engine.IO's close packet first."""
         socket = self.sockets.get(sid)
         if socket is None:
             return
-        transport = getattr(socket, "roomwire_transport", None)
-        await socket.close(wait=False, abort=at_once, reason=self.reason.SERVER_DISCONNECT)
-        if transport is not None:
-            if at_once:
-                transport.abort()
-            else:
-                asyncio.get_running_loop().call_later(GOODBYE_SECONDS, transport.abort)
+        await socket.close(wait=False, abort=at_once, reason=reason or self.reason.SERVER_DISCONNECT)
+        if at_once and socket.transport is not None:
+            socket.transport.abort()
 
 
 class SocketServer(socketio.AsyncServer):
@@ -194,7 +464,7 @@ class SocketServer(socketio.AsyncServer):
         self._count_dropped = dropped
         self._on_refused: RefusedHandler | None = None
         self._deadlines: dict[str, asyncio.TimerHandle] = {}
-        self._closing: set[asyncio.Future[None]] = set()
+        self._handling: set[asyncio.Task[None]] = set()
 
     def _engineio_server_class(self) -> type[engineio.AsyncServer]:
         return EngineServer
@@ -219,7 +489,19 @@ class SocketServer(socketio.AsyncServer):
         elif data[0] in RESERVED_EVENTS:
             await self._refuse(eio_sid, namespace, id, f"{data[0]!r} is a reserved event name")
         else:
-            await super()._handle_event(eio_sid, namespace, id, data)
+            # python-socketio's, less its logging and its task helper's checks: a task per event
+            namespace = namespace or "/"
+            sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+            if self.manager.is_connected(sid, namespace):
+                handling = asyncio.get_running_loop().create_task(
+                    self._handle_event_internal(self, sid, eio_sid, data, namespace, id)
+                )
+                self._handling.add(handling)
+                handling.add_done_callback(self._handling.discard)
+
+    async def _send_packet(self, eio_sid: str, pkt: sio_packet.Packet) -> None:
+        # python-socketio's, without awaiting: roomwire's packets have no binary attachments
+        self.eio.deliver(eio_sid, engineio.packet.Packet(engineio.packet.MESSAGE, pkt.encode()))
 
     async def _refuse(self, eio_sid: str, namespace: str | None, id: int | None, why: str) -> None:
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace or "/")
@@ -263,9 +545,7 @@ class SocketServer(socketio.AsyncServer):
         self._deadlines.pop(eio_sid, None)
         if self.manager.sid_from_eio_sid(eio_sid, "/") is None and eio_sid in self.eio.sockets:
             log.debug("closing %s: no Socket.IO connection was made", eio_sid)
-            task = asyncio.ensure_future(self.eio.cut(eio_sid, at_once=False))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self.eio.in_background(self.eio.cut(eio_sid, at_once=False))
 
     def _dropped(self, eio_sid: str, why: str) -> None:
         log.warning("dropping connection %s: %s", eio_sid, why)
@@ -277,10 +557,9 @@ class DirectEmitManager(socketio.AsyncManager):
     """Broadcasts without one asyncio task per recipient.
 
     python-socketio's `AsyncManager.emit` wraps each recipient's send in `asyncio.create_task`
-    and waits for them all. The send only puts the already-encoded packet on that socket's
-    queue (the socket's own writer task does the I/O), so a plain loop does the same work, in
-    order, at about a tenth of the CPU (bench/signaling.py: 131 -> 13 µs per presence delivery
-    to 200 members). Emits that carry a callback (an ack id per recipient) take the stock path.
+    and waits for them all. Here the one encoded packet (and its one WebSocket frame) is handed
+    to each recipient's socket in a plain loop, in order, awaiting nothing (docs/benchmarks.md).
+    Emits that carry a callback (an ack id per recipient) take the stock path.
     """
 
     async def emit(
@@ -301,10 +580,10 @@ class DirectEmitManager(socketio.AsyncManager):
         encoded = self.server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, *args]).encode()
         packet = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
         skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-        # A snapshot: a send that finds a timed-out client closes it, which changes the rooms.
-        recipients = [eio_sid for sid, eio_sid in self.get_participants(namespace, to or room) if sid not in skip]
-        for eio_sid in recipients:
-            await self.server.eio.send_packet(eio_sid, packet)
+        deliver = self.server.eio.deliver
+        for sid, eio_sid in self.get_participants(namespace, to or room):
+            if sid not in skip:
+                deliver(eio_sid, packet)
 
 
 def has_local_members(sio: socketio.AsyncServer, room: str) -> bool:

@@ -116,7 +116,7 @@ async def test_the_engineio_server_keeps_its_sockets_and_websocket_driver(runnin
     assert isinstance(eio.create_queue(), SendQueue)
     client, _ = await joined_client(running.url, running.token("r1", "a"))
     (socket,) = eio.sockets.values()
-    assert isinstance(socket, AsyncSocket) and socket.roomwire_transport is not None
+    assert isinstance(socket, AsyncSocket) and socket.transport is not None
     await client.close()
 
 
