@@ -1,32 +1,28 @@
-"""Signaling benchmark: roomwire against a minimal Node socket.io relay, in the same run.
+"""Signaling benchmark: roomwire against a minimal Node socket.io server, side by side, in one run.
 
-    .venv/bin/python bench/signaling.py [--clients 200] [--updates 2] [--rounds 10]
-                                        [--join-concurrency 10] [--loadgen node|python]
-                                        [--only roomwire|node]
+    .venv/bin/python bench/signaling.py [--scenarios room300,room2000,idle10k] [--only roomwire|node]
 
-Both servers run as their own processes (roomwire through its CLI, `roomwire serve --dev
---media none`; Node through bench/node/server.mjs), one after the other so they never share the
-CPU. One load generator drives both the same way: bench/node/loadgen.mjs (socket.io-client) in
-a Node process by default, because python-socketio clients in one process saturate a core
-before the Node server does; or `--loadgen python`, AsyncClients on uvloop in this process.
-Figures:
-  join         all clients join one room, 10 in flight at a time: ack latency p50/p99
-  fan-out      every member sends `update`s; each presence event reaches every member:
-               deliveries per second until the last one arrived
-  signal       pairs relay offer -> answer through the server: round trip p50/p99
-  memory       server RSS growth per connected, joined, idle client
-and the CPU each side burnt per phase, which says whether the server or the load generator
-was the bound. Human-readable lines first; the JSON object is the last line.
-Needs `npm ci --prefix bench/node` once.
+For each scenario, each server runs as its own process (roomwire through its CLI, `roomwire serve
+--dev --media none`; Node through bench/node/server.mjs), one after the other so that they never
+share the CPU, driven by the same load generator (bench/node/loadgen.mjs, socket.io-client).
+Scenarios:
+  room300   300 clients in one room
+  room2000  2,000 clients in one room
+  idle10k   10,000 connections spread over 500 rooms of 20
+Figures per scenario (bench/signaling_load.py says how each phase runs): server CPU per join, per
+presence fan-out delivery, per signal round trip (1 KB of SDP each way) and per heartbeat (an
+Engine.IO ping/pong), RSS per idle connection, and ack latencies under load; each side by side
+with Node and as a ratio. Human-readable lines first; the JSON object is the last line.
+Needs `npm ci --prefix bench/node` once. About four minutes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
+import resource
 import secrets
 import signal
 import sys
@@ -47,9 +43,27 @@ sys.path[0] = str(REPO)
 from roomwire.signaling.tokens import TokenIssuer  # noqa: E402
 
 from bench.serving import free_port, wait_serving  # noqa: E402
-from bench.signaling_load import LoadResult, NodeLoad, PythonLoad, Scenario  # noqa: E402
+from bench.signaling_load import WARMUP_CLIENTS, Scenario, ScenarioResult, run_scenario  # noqa: E402
 
 NODE_DIR = REPO / "bench" / "node"
+LOADGEN = NODE_DIR / "loadgen.mjs"
+
+SCENARIOS = {
+    s.name: s
+    for s in [
+        # one operation at a time: each is handled alone, as in a room where people come and go
+        Scenario("room300", rooms=1, per_room=300, join_in_flight=1, idle_seconds=9,
+                 updates=300, update_in_flight=1, update_bytes=300,
+                 signals=1000, signal_in_flight=1, signal_bytes=1000),
+        # 2,000 joins one at a time would take a minute: 10 at a time
+        Scenario("room2000", rooms=1, per_room=2000, join_in_flight=10, idle_seconds=9,
+                 updates=60, update_in_flight=1, update_bytes=300,
+                 signals=1000, signal_in_flight=1, signal_bytes=1000),
+        Scenario("idle10k", rooms=500, per_room=20, join_in_flight=50, idle_seconds=9,
+                 updates=1000, update_in_flight=1, update_bytes=300,
+                 signals=1000, signal_in_flight=1, signal_bytes=1000, connect_in_flight=100),
+    ]
+}  # fmt: skip
 
 
 @dataclass
@@ -72,14 +86,16 @@ class Target:
         return f"http://127.0.0.1:{self.port}"
 
 
-def targets(secret: str) -> list[Target]:
-    roomwire_port, node_port = free_port(), free_port()
-    roomwire = [
-        sys.executable, "-m", "roomwire.signaling.cli", "serve", "--dev", "--media", "none",
-        "--port", str(roomwire_port), "--secret", secret, "--log-level", "warning",
-    ]  # fmt: skip
-    node = ["node", str(NODE_DIR / "server.mjs"), "--port", str(node_port), "--secret", secret]
-    return [Target("roomwire", roomwire, roomwire_port), Target("node", node, node_port)]
+def target(name: str, secret: str) -> Target:
+    port = free_port()
+    if name == "roomwire":
+        command = [
+            sys.executable, "-m", "roomwire.signaling.cli", "serve", "--dev", "--media", "none",
+            "--port", str(port), "--secret", secret, "--log-level", "warning",
+        ]  # fmt: skip
+    else:
+        command = ["node", str(NODE_DIR / "server.mjs"), "--port", str(port), "--secret", secret]
+    return Target(name, command, port)
 
 
 async def start(target: Target) -> None:
@@ -106,85 +122,78 @@ async def stop(target: Target) -> None:
         target.log.close()
 
 
-async def measure(target: Target, args: argparse.Namespace, issuer: TokenIssuer) -> LoadResult:
-    await start(target)
-    assert target.proc is not None
+def clients(issuer: TokenIssuer, rooms: int, per_room: int, prefix: str = "r") -> list[dict[str, str]]:
+    """A token for every client, room by room (a room's members are contiguous)."""
+    return [
+        {"token": issuer.mint(identity=f"c{i}", room=f"{prefix}{r}", name=f"client {i}"), "room": f"{prefix}{r}",
+         "identity": f"c{i}"}
+        for r in range(rooms)
+        for i in range(per_room)
+    ]  # fmt: skip
+
+
+async def measure(name: str, secret: str, scenario: Scenario, issuer: TokenIssuer, tokens: Any) -> ScenarioResult:
+    server = target(name, secret)
+    await start(server)
+    assert server.proc is not None
     try:
-        server = psutil.Process(target.proc.pid)
-        tokens = [issuer.mint(identity=f"c{i}", room="bench", name=f"client {i}") for i in range(args.clients)]
-        warmup = issuer.mint(identity="warm", room="warmup")
-        load = PythonLoad() if args.loadgen == "python" else NodeLoad(NODE_DIR)
-        scenario = Scenario(updates=args.updates, rounds=args.rounds, join_concurrency=args.join_concurrency)
-        return await load.run(target.url, server, tokens, warmup, scenario=scenario)
+        warmup = clients(issuer, 1, WARMUP_CLIENTS, prefix="warmup")
+        result = await run_scenario(server.url, psutil.Process(server.proc.pid), LOADGEN, scenario, tokens, warmup)
     finally:
-        await stop(target)
+        await stop(server)
+    if server.proc.returncode not in (0, -signal.SIGTERM):
+        result.errors.append(f"the server exited with {server.proc.returncode}: {server.errors()[-500:]}")
+    return result
 
 
-FIGURES: list[tuple[str, str, str]] = [
-    # (key, label, unit); for every one but fan-out, lower is better
-    ("join_p50_ms", "join latency p50", "ms"),
-    ("join_p99_ms", "join latency p99", "ms"),
-    ("fanout_per_s", "presence fan-out", "deliveries/s"),
-    ("signal_rtt_p50_ms", "signal round trip p50", "ms"),
-    ("signal_rtt_p99_ms", "signal round trip p99", "ms"),
-    ("idle_kib_per_conn", "memory per idle connection", "KiB"),
-    ("join_cpu_ms", "server CPU per join", "ms"),
-    ("fanout_cpu_us", "server CPU per fan-out delivery", "us"),
-    ("signal_cpu_us", "server CPU per signal round trip", "us"),
+FIGURES: list[tuple[str, str]] = [
+    ("join_cpu_ms", "server CPU per join (ms)"),
+    ("fanout_cpu_us", "server CPU per fan-out delivery (us)"),
+    ("signal_cpu_us", "server CPU per signal round trip (us)"),
+    ("heartbeat_cpu_us", "server CPU per heartbeat (us)"),
+    ("idle_kib_per_conn", "memory per idle connection (KiB)"),
+    ("join_ack_p50_ms", "join ack p50 (ms)"),
+    ("update_ack_p50_ms", "update ack p50 (ms)"),
+    ("signal_rtt_p50_ms", "signal round trip p50 (ms)"),
 ]
 
 
-def report(results: dict[str, LoadResult], args: argparse.Namespace) -> dict[str, Any]:
+def report(scenario: Scenario, results: dict[str, ScenarioResult]) -> dict[str, Any]:
     figures = {name: result.figures() for name, result in results.items()}
+    both = "roomwire" in figures and "node" in figures
     ratio = {
-        key: round(figures["roomwire"][key] / figures["node"][key], 2) if figures["node"][key] else None
-        for key, _, _ in FIGURES
+        key: round(figures["roomwire"][key] / figures["node"][key], 2) if both and figures["node"][key] else None
+        for key, _ in FIGURES
     }
-    print(f"signaling benchmark: {args.clients} clients, load generator: {args.loadgen}", flush=True)
-    print(f"{'':30} {'roomwire':>12} {'node':>12} {'ratio':>8}")
-    for key, label, unit in FIGURES:
-        line = f"{label + ' (' + unit + ')':30} {figures['roomwire'][key]:>12} {figures['node'][key]:>12}"
-        print(f"{line} {ratio[key]!s:>8}")
+    print(f"\n{scenario.name}: {scenario.clients} clients in {scenario.rooms} room(s) of {scenario.per_room}")
+    print(f"{'':40} {'roomwire':>10} {'node':>10} {'ratio':>7}")
+    for key, label in FIGURES:
+        cells = [f"{figures[name][key]:>10}" if name in figures else f"{'-':>10}" for name in ("roomwire", "node")]
+        print(f"{label:40} {' '.join(cells)} {ratio[key]!s:>7}")
     for name, result in results.items():
-        shares = result.cpu_shares().items()
-        cpu = ", ".join(f"{phase} server {c['server']:.0%} / loadgen {c['loadgen']:.0%}" for phase, c in shares)
-        print(f"share of one core, {name}: {cpu}")
+        shares = ", ".join(f"{p} {c['server']:.0%}/{c['loadgen']:.0%}" for p, c in result.cpu_shares().items())
+        print(f"  {name}: share of one core, server/load generator: {shares}")
         if result.errors:
-            print(f"ERRORS against {name}: {result.errors}")
+            print(f"  ERRORS against {name}: {result.errors[:10]}")
     return {
-        "benchmark": "signaling",
-        "clients": args.clients,
-        "updates_per_client": args.updates,
-        "signal_rounds_per_pair": args.rounds,
-        "join_concurrency": args.join_concurrency,
-        "loadgen": args.loadgen,
-        "roomwire": figures["roomwire"],
-        "node": figures["node"],
+        "clients": scenario.clients,
+        "rooms": scenario.rooms,
+        **figures,
         "ratio_roomwire_over_node": ratio,
         "cpu_share": {name: r.cpu_shares() for name, r in results.items()},
-        "load_average_1m": round(os.getloadavg()[0], 2),
         "errors": {name: r.errors for name, r in results.items()},
-    }  # fmt: skip
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", type=int, default=200, help="clients joining the one room (even, >= 2)")
-    parser.add_argument("--updates", type=int, default=2, help="`update` events each member sends (fan-out)")
-    parser.add_argument("--rounds", type=int, default=10, help="signal round trips per pair, in sequence")
-    parser.add_argument("--join-concurrency", type=int, default=10, help="joins in flight at once")
-    parser.add_argument(
-        "--loadgen",
-        choices=["python", "node"],
-        default="node",
-        help="node (default): socket.io-client; python: python-socketio on uvloop",
-    )
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of: {', '.join(SCENARIOS)}")
     parser.add_argument("--only", choices=["roomwire", "node"], help="measure one server (no ratio)")
     args = parser.parse_args(argv)
-    if args.clients < 2 or args.clients % 2:
-        parser.error("--clients must be an even number >= 2 (signal runs in pairs)")
-    if min(args.updates, args.rounds, args.join_concurrency) < 1:
-        parser.error("--updates, --rounds and --join-concurrency must be at least 1")
+    args.scenarios = args.scenarios.split(",")
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     return args
 
 
@@ -194,29 +203,33 @@ async def main(args: argparse.Namespace) -> int:
         return 2
     secret = secrets.token_urlsafe(32)
     issuer = TokenIssuer(secret)
-    results: dict[str, LoadResult] = {}
-    for target in targets(secret):
-        if args.only and target.name != args.only:
-            continue
-        print(f"bench: measuring {target.name} ...", file=sys.stderr, flush=True)
-        results[target.name] = await measure(target, args, issuer)
-    if args.only:
-        result = results[args.only]
-        only = {"benchmark": "signaling", "clients": args.clients, "loadgen": args.loadgen}
-        figures = {args.only: result.figures(), "cpu_share": result.cpu_shares(), "errors": result.errors}
-        print(json.dumps({**only, **figures}), flush=True)
-        return 0
-    print(json.dumps(report(results, args)), flush=True)
+    load_before = os.getloadavg()[0]
+    out: dict[str, Any] = {"benchmark": "signaling", "scenarios": {}}
+    for name in args.scenarios:
+        scenario = SCENARIOS[name]
+        tokens = clients(issuer, scenario.rooms, scenario.per_room)
+        results: dict[str, ScenarioResult] = {}
+        for server in ("roomwire", "node"):
+            if args.only and server != args.only:
+                continue
+            print(f"bench: {name} against {server} ...", file=sys.stderr, flush=True)
+            results[server] = await measure(server, secret, scenario, issuer, tokens)
+        out["scenarios"][name] = report(scenario, results)
+    out["load_average_1m"] = {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)}
+    print(f"\nload average (1 min) at start {load_before:.2f}, at end {os.getloadavg()[0]:.2f}")
+    print(json.dumps(out), flush=True)
     return 0
 
 
-def run(coroutine: Callable[[], Awaitable[int]]) -> int:
-    # More sockets than the default soft limit of 1024 once --clients goes past ~500.
-    with contextlib.suppress(ValueError, OSError):
-        import resource
-
-        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+def raise_open_files_limit() -> None:
+    # 10,000 connections: the server and the load generator inherit this process's limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def run(coroutine: Callable[[], Awaitable[int]]) -> int:
+    raise_open_files_limit()
 
     async def cancellable() -> int:
         # SIGTERM (e.g. from `timeout`) unwinds through the `finally`s that stop the servers.

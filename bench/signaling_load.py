@@ -1,42 +1,54 @@
-"""The load generators of bench/signaling.py: one scenario, run by Python or by Node clients.
+"""One scenario of bench/signaling.py against one server: phases driven by bench/node/loadgen.mjs
+(the official socket.io-client in a Node process), the server's CPU metered around each.
 
-Phases (the same for every server and both generators):
-  warm-up   one client joins and updates in another room (code paths loaded, caches warm)
-  connect   N clients connect over WebSocket, 25 at a time
-  join      the N clients `join`, J at a time (a crowd arriving, not one packet storm); ack
-            latency per join; then wait until every member has seen the last join's presence
-  idle      2 s of quiet, then the server's RSS growth since before `connect` / N
-  fan-out   every member sends U `update`s at once; done when all N*N*U presence deliveries
-            have arrived
-  signal    N/2 pairs, concurrently, each R times: A sends `signal` offer to B, B's handler
-            answers, A stops the clock when the answer arrives
+Phases, the same for every server:
+  warm-up   a room of WARMUP_CLIENTS joins, updates and signals, then leaves: every code path
+            is loaded and V8 has optimised the Node server's hot functions before any figure
+  connect   the scenario's clients open their WebSockets
+  join      they `join` (their rooms), `join_in_flight` at a time; done when every member has
+            seen its room's last join
+  idle      `idle_seconds` of quiet: the server's CPU here is heartbeats (Engine.IO ping/pong
+            every 3 s per connection, counted by the clients); then its RSS growth since before
+            `connect`, per connection
+  fan-out   `updates` updates from members in turn, `update_in_flight` at a time, each
+            delivered to the sender's whole room; done when every delivery has arrived
+  signal    `signals` offer -> answer round trips between members of a pair, `signal_in_flight`
+            at a time, each carrying `signal_bytes` of SDP
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
-import socketio
 
-CONNECT_CONCURRENCY = 25
-ANSWER_TIMEOUT = 10  # seconds; a lost answer is an error, not a reason to stall the run
-# A realistic trickled ICE candidate: most signaling traffic looks like this.
-CANDIDATE = "candidate:842163049 1 udp 1677729535 192.0.2.10 49203 typ srflx raddr 10.0.0.5 rport 49203 generation 0"
+WARMUP_CLIENTS = 20
+COMMAND_TIMEOUT = 300.0  # seconds: a bounded run even when a server stops answering
 
 
 @dataclass(frozen=True)
 class Scenario:
-    updates: int = 2  # `update`s per member in the fan-out phase
-    rounds: int = 10  # signal round trips per pair, one after another
-    join_concurrency: int = 10  # joins in flight at once
+    name: str
+    rooms: int
+    per_room: int  # even: signal pairs stay within a room
+    join_in_flight: int
+    idle_seconds: float
+    updates: int
+    update_in_flight: int
+    update_bytes: int  # metadata of each update
+    signals: int
+    signal_in_flight: int
+    signal_bytes: int  # SDP of each offer and answer
+    connect_in_flight: int = 50
+
+    @property
+    def clients(self) -> int:
+        return self.rooms * self.per_room
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -48,303 +60,148 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank]
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    """CPU time of every thread of the process, to the nanosecond (Linux schedstat); psutil's
+    user + system time counts in 10 ms ticks, too coarse for the shorter phases."""
+    total = 0
+    for thread in Path(f"/proc/{process.pid}/task").iterdir():
+        try:
+            total += int((thread / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread ended meanwhile
+    return total / 1e9
+
+
 @dataclass
-class LoadResult:
-    join_ms: list[float] = field(default_factory=list)
-    fanout_deliveries: int = 0
-    fanout_seconds: float = 0.0
-    signal_ms: list[float] = field(default_factory=list)
+class Phase:
+    server_cpu: float  # seconds
+    loadgen_cpu: float
+    wall: float
+    answer: dict[str, Any]
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    phases: dict[str, Phase] = field(default_factory=dict)
     idle_bytes_per_conn: float = 0.0
-    # phase -> (server CPU seconds, load generator CPU seconds, wall seconds)
-    cpu: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
-    def server_cpu(self, phase: str) -> float:
-        return self.cpu.get(phase, (0.0, 0.0, 0.0))[0]
+    def _per(self, phase: str, count: float, scale: float) -> float:
+        measured = self.phases.get(phase)
+        return round(measured.server_cpu * scale / count, 2) if measured and count else 0.0
+
+    def figures(self) -> dict[str, float]:
+        join = self.phases["join"].answer.get("ack_ms", [])
+        update = self.phases["fanout"].answer
+        signal = self.phases["signal"].answer.get("rtt_ms", [])
+        return {
+            # server CPU per operation: what each costs the server, whatever else ran meanwhile
+            "join_cpu_ms": self._per("join", len(join), 1e3),
+            "fanout_cpu_us": self._per("fanout", update.get("deliveries", 0), 1e6),
+            "signal_cpu_us": self._per("signal", len(signal), 1e6),
+            "heartbeat_cpu_us": self._per("idle", self.phases["idle"].answer.get("pings", 0), 1e6),
+            "idle_kib_per_conn": round(self.idle_bytes_per_conn / 1024, 1),
+            # under load, on a shared machine: indicative only
+            "join_ack_p50_ms": round(percentile(join, 50), 1),
+            "update_ack_p50_ms": round(percentile(update.get("ack_ms", []), 50), 1),
+            "signal_rtt_p50_ms": round(percentile(signal, 50), 1),
+        }
 
     def cpu_shares(self) -> dict[str, dict[str, float]]:
         """Per phase: the fraction of one core each side used (near 1.0 = that side is the bound)."""
         return {
-            phase: {"server": round(server / wall, 2), "loadgen": round(loadgen / wall, 2), "wall_s": round(wall, 2)}
-            for phase, (server, loadgen, wall) in self.cpu.items()
-        }
-
-    def figures(self) -> dict[str, float]:
-        return {
-            "join_p50_ms": round(percentile(self.join_ms, 50), 2),
-            "join_p99_ms": round(percentile(self.join_ms, 99), 2),
-            "fanout_per_s": round(self.fanout_deliveries / self.fanout_seconds) if self.fanout_seconds else 0,
-            "fanout_deliveries": self.fanout_deliveries,
-            "fanout_s": round(self.fanout_seconds, 3),
-            "signal_rtt_p50_ms": round(percentile(self.signal_ms, 50), 2),
-            "signal_rtt_p99_ms": round(percentile(self.signal_ms, 99), 2),
-            "idle_kib_per_conn": round(self.idle_bytes_per_conn / 1024, 1),
-            # Server CPU time per operation: what each costs the server, whatever else the
-            # machine was doing meanwhile (wall-clock figures suffer from a busy machine).
-            "join_cpu_ms": round(self.server_cpu("join") * 1000 / max(1, len(self.join_ms)), 3),
-            "fanout_cpu_us": round(self.server_cpu("fanout") * 1e6 / max(1, self.fanout_deliveries), 2),
-            "signal_cpu_us": round(self.server_cpu("signal") * 1e6 / max(1, len(self.signal_ms)), 1),
+            name: {"server": round(p.server_cpu / p.wall, 2), "loadgen": round(p.loadgen_cpu / p.wall, 2)}
+            for name, p in self.phases.items()
         }
 
 
-class CpuMeter:
-    """CPU time of the server and of the load generator over named phases."""
+class LoadGenerator:
+    """bench/node/loadgen.mjs in its own process, one command at a time."""
 
-    def __init__(self, server: psutil.Process, loadgen: psutil.Process, result: LoadResult) -> None:
-        self.server, self.loadgen, self.result = server, loadgen, result
-        self._start: tuple[float, float, float] | None = None
+    def __init__(self, script: Path) -> None:
+        self.script = script
+        self.proc: asyncio.subprocess.Process | None = None
 
-    @staticmethod
-    def _cpu(process: psutil.Process) -> float:
-        times = process.cpu_times()
-        return times.user + times.system
-
-    def begin(self) -> None:
-        self._start = (time.perf_counter(), self._cpu(self.server), self._cpu(self.loadgen))
-
-    def end(self, phase: str) -> None:
-        assert self._start is not None
-        wall = time.perf_counter() - self._start[0]
-        server = self._cpu(self.server) - self._start[1]
-        loadgen = self._cpu(self.loadgen) - self._start[2]
-        self.result.cpu[phase] = (server, loadgen, wall)
-
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        self.begin()
-        yield
-        self.end(name)
-
-
-class Member:
-    """One python-socketio client; counts presence and answers offers."""
-
-    def __init__(self, swarm: PythonLoad, token: str) -> None:
-        self.swarm = swarm
-        self.token = token
-        self.sio = socketio.AsyncClient(reconnection=False)
-        self.max_offset = 0
-        self.answers: dict[int, asyncio.Future[float]] = {}
-        self.sio.on("presence", self.on_presence)
-        self.sio.on("signal", self.on_signal)
-        self.sio.on("disconnect", self.on_disconnect)
-
-    async def on_presence(self, event: dict[str, Any]) -> None:
-        self.max_offset = max(self.max_offset, event["offset"])
-        self.swarm.progressed()
-        if event["type"] == "update":
-            self.swarm.delivered()
-
-    async def on_signal(self, message: dict[str, Any]) -> None:
-        if message["type"] == "offer":
-            reply = {"to": message["from"], "type": "answer", "data": message["data"]}
-            await self.sio.emit("signal", reply, callback=self.swarm.check_ack)
-            return
-        waiter = self.answers.pop(message["data"]["n"], None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(time.perf_counter())
-
-    async def call(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
-        try:
-            ack = await self.sio.call(event, data, timeout=60)
-        except socketio.exceptions.SocketIOError as exc:
-            self.swarm.error(f"{event}: {exc!r}")
-            return {}
-        self.swarm.check_ack(ack)
-        return ack
-
-    async def on_disconnect(self, reason: Any = None) -> None:
-        if reason != self.sio.reason.CLIENT_DISCONNECT:
-            self.swarm.error(f"disconnected: {reason}")
-
-
-class PythonLoad:
-    """python-socketio AsyncClients (WebSocket transport) in this process."""
-
-    def __init__(self) -> None:
-        self.result = LoadResult()
-        self._expected = 0
-        self._seen = 0
-        self._all_seen: asyncio.Future[float] | None = None
-        self._progress = asyncio.Event()
-
-    def progressed(self) -> None:
-        self._progress.set()
-
-    async def all_reach(self, members: list[Member], offset: int) -> None:
-        """Until every member has seen the presence event at `offset`."""
-        while any(m.max_offset < offset for m in members):
-            self._progress.clear()
-            await self._progress.wait()
-
-    def delivered(self) -> None:
-        self._seen += 1
-        if self._seen == self._expected and self._all_seen is not None and not self._all_seen.done():
-            self._all_seen.set_result(time.perf_counter())
-
-    def check_ack(self, ack: Any) -> None:
-        if not (isinstance(ack, dict) and ack.get("ok")):
-            self.error(json.dumps(ack)[:200])
-
-    def error(self, message: str) -> None:
-        if len(self.result.errors) < 20:  # the first few say what went wrong; more is noise
-            self.result.errors.append(message)
-
-    async def run(
-        self, url: str, server: psutil.Process, tokens: list[str], warmup: str, *, scenario: Scenario
-    ) -> LoadResult:
-        updates, rounds = scenario.updates, scenario.rounds
-        result = self.result
-        meter = CpuMeter(server, psutil.Process(), result)
-        first = Member(self, warmup)
-        await first.sio.connect(url, auth={"token": warmup}, transports=["websocket"], wait_timeout=10)
-        await first.call("join", {})
-        await first.call("update", {"metadata": {"warm": True}})
-        await first.sio.disconnect()
-
-        members = [Member(self, token) for token in tokens]
-        rss_before = server.memory_info().rss
-        gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-
-        async def connect(member: Member) -> None:
-            async with gate:
-                await member.sio.connect(url, auth={"token": member.token}, transports=["websocket"], wait_timeout=30)
-
-        with meter.phase("connect"):
-            await asyncio.gather(*(connect(m) for m in members))
-
-        arrivals = asyncio.Semaphore(scenario.join_concurrency)
-
-        async def join(member: Member) -> int:
-            async with arrivals:
-                start = time.perf_counter()
-                ack = await member.call("join", {})
-                result.join_ms.append((time.perf_counter() - start) * 1000)
-            return int(ack.get("offset", 0))
-
-        with meter.phase("join"):
-            last = max(await asyncio.gather(*(join(m) for m in members)))
-            try:
-                await asyncio.wait_for(self.all_reach(members, last), 60)
-            except TimeoutError:
-                self.error(f"join: not every member saw presence offset {last} within 60 s")
-
-        await asyncio.sleep(2)
-        result.idle_bytes_per_conn = (server.memory_info().rss - rss_before) / len(members)
-
-        self._seen = 0  # the warm-up client counted its own update
-        self._expected = len(members) * len(members) * updates
-        self._all_seen = asyncio.get_running_loop().create_future()
-
-        async def send_updates(index: int, member: Member) -> None:
-            for n in range(updates):
-                await member.call("update", {"metadata": {"n": n, "i": index}})
-
-        with meter.phase("fanout"):
-            start = time.perf_counter()
-            await asyncio.gather(*(send_updates(i, m) for i, m in enumerate(members)))
-            try:
-                finished = await asyncio.wait_for(self._all_seen, 60)
-            except TimeoutError:
-                self.error(f"fan-out: {self._seen} of {self._expected} deliveries within 60 s")
-                finished = time.perf_counter()
-        result.fanout_deliveries = self._seen
-        result.fanout_seconds = finished - start
-
-        async def ping_pong(a: Member, b: Member, pair: int) -> None:
-            identity = f"c{2 * pair + 1}"
-            for r in range(rounds):
-                n = pair * rounds + r
-                waiter = asyncio.get_running_loop().create_future()
-                a.answers[n] = waiter
-                start = time.perf_counter()
-                ack = await a.call(
-                    "signal", {"to": identity, "type": "offer", "data": {"n": n, "candidate": CANDIDATE}}
-                )
-                if not ack.get("ok"):
-                    continue  # counted as an error; no answer will come
-                try:
-                    answered = await asyncio.wait_for(waiter, ANSWER_TIMEOUT)
-                except TimeoutError:
-                    self.error(f"signal {n}: no answer within {ANSWER_TIMEOUT} s")
-                    continue
-                result.signal_ms.append((answered - start) * 1000)
-
-        with meter.phase("signal"):
-            pairs = [(members[i], members[i + 1]) for i in range(0, len(members), 2)]
-            await asyncio.gather(*(ping_pong(a, b, p) for p, (a, b) in enumerate(pairs)))
-
-        await asyncio.gather(*(m.sio.disconnect() for m in members))
-        return result
-
-
-class NodeLoad:
-    """bench/node/loadgen.mjs (the official socket.io-client) in a Node process.
-
-    The script prints one JSON line per phase boundary (`{"phase", "at": "start"|"end"}`), so
-    CPU is metered here exactly as for PythonLoad; after the idle phase it waits for a line on
-    stdin, which is sent once the server's RSS has been read. Its last line is the figures.
-    """
-
-    def __init__(self, node_dir: Path) -> None:
-        self.script = node_dir / "loadgen.mjs"
-
-    async def run(
-        self, url: str, server: psutil.Process, tokens: list[str], warmup: str, *, scenario: Scenario
-    ) -> LoadResult:
-        result = LoadResult()
-        config = json.dumps(
-            {
-                "url": url,
-                "tokens": tokens,
-                "warmup": warmup,
-                "updates": scenario.updates,
-                "rounds": scenario.rounds,
-                "joinConcurrency": scenario.join_concurrency,
-            }
-        )
-        proc = await asyncio.create_subprocess_exec(
+    async def start(self, url: str, clients: list[dict[str, str]]) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
             "node", str(self.script), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, limit=64 * 1024 * 1024,
+            limit=64 * 1024 * 1024,
         )  # fmt: skip
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        stderr = asyncio.create_task(proc.stderr.read())
-        proc.stdin.write(config.encode() + b"\n")
-        await proc.stdin.drain()
-        try:
-            await self._follow(proc, server, result, len(tokens))
-        finally:
-            if proc.returncode is None:  # interrupted: never leave 200 sockets behind
-                proc.kill()
-                await proc.wait()
-        if proc.returncode != 0:
-            tail = (await stderr).decode(errors="replace").strip()[-500:]
-            result.errors.append(f"node load generator exited with {proc.returncode}: {tail}")
-        return result
+        await self._send({"url": url, "clients": clients})
 
-    async def _follow(
-        self, proc: asyncio.subprocess.Process, server: psutil.Process, result: LoadResult, clients: int
-    ) -> None:
-        assert proc.stdin is not None and proc.stdout is not None
-        meter = CpuMeter(server, psutil.Process(proc.pid), result)
-        rss_before = 0
-        async for raw in proc.stdout:
-            line = json.loads(raw)
-            if line.get("at") == "start":
-                if line["phase"] == "connect":
-                    rss_before = server.memory_info().rss
-                meter.begin()
-            elif line.get("at") == "end":
-                meter.end(line["phase"])
-            elif line.get("idle"):
-                result.idle_bytes_per_conn = (server.memory_info().rss - rss_before) / clients
-                proc.stdin.write(b"go\n")
-                await proc.stdin.drain()
-            elif "result" in line:
-                figures = line["result"]
-                result.join_ms = figures["join_ms"]
-                result.signal_ms = figures["signal_ms"]
-                result.fanout_deliveries = figures["fanout_deliveries"]
-                result.fanout_seconds = figures["fanout_seconds"]
-                result.errors = figures["errors"]
-        await proc.wait()
+    async def _send(self, line: dict[str, Any]) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(line).encode() + b"\n")
+        await self.proc.stdin.drain()
+
+    async def command(self, cmd: str, **options: Any) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        await self._send({"cmd": cmd, **options})
+        raw = await asyncio.wait_for(self.proc.stdout.readline(), COMMAND_TIMEOUT)
+        if not raw:
+            raise RuntimeError(f"the load generator exited during {cmd!r} (code {await self.proc.wait()})")
+        return json.loads(raw)
+
+    async def close(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        try:
+            await self.command("close")
+            await asyncio.wait_for(self.proc.wait(), 10)
+        except (TimeoutError, RuntimeError, BrokenPipeError, ConnectionResetError):
+            pass
+        if self.proc.returncode is None:  # interrupted: never leave thousands of sockets behind
+            self.proc.kill()
+            await self.proc.wait()
+
+
+async def metered(
+    server: psutil.Process, gen: LoadGenerator, result: ScenarioResult, name: str, cmd: str, **options: Any
+) -> None:
+    assert gen.proc is not None
+    loadgen = psutil.Process(gen.proc.pid)
+    start = (time.perf_counter(), cpu_seconds(server), cpu_seconds(loadgen))
+    answer = await gen.command(cmd, **options)
+    server_cpu, loadgen_cpu = cpu_seconds(server) - start[1], cpu_seconds(loadgen) - start[2]
+    result.phases[name] = Phase(server_cpu, loadgen_cpu, time.perf_counter() - start[0], answer)
+    result.errors += [f"{name}: {e}" for e in answer.get("errors", [])]
+
+
+async def warm_up(url: str, script: Path, tokens: list[dict[str, str]]) -> None:
+    gen = LoadGenerator(script)
+    await gen.start(url, tokens)
+    try:
+        await gen.command("connect", inFlight=10)
+        await gen.command("join", inFlight=5)
+        await gen.command("update", count=200, inFlight=5, bytes=200)
+        await gen.command("signal", count=400, inFlight=5, bytes=1000)
+    finally:
+        await gen.close()
+
+
+async def run_scenario(
+    url: str, server: psutil.Process, script: Path, scenario: Scenario, clients: list[dict[str, str]],
+    warmup: list[dict[str, str]],
+) -> ScenarioResult:  # fmt: skip
+    result = ScenarioResult(scenario)
+    await warm_up(url, script, warmup)
+    await asyncio.sleep(1)  # the warm-up's leaves are done
+    rss_before = server.memory_info().rss
+    gen = LoadGenerator(script)
+    await gen.start(url, clients)
+    s = scenario
+    try:
+        await metered(server, gen, result, "connect", "connect", inFlight=s.connect_in_flight)
+        await metered(server, gen, result, "join", "join", inFlight=s.join_in_flight)
+        await metered(server, gen, result, "idle", "idle", seconds=s.idle_seconds)
+        result.idle_bytes_per_conn = (server.memory_info().rss - rss_before) / s.clients
+        await metered(
+            server, gen, result, "fanout", "update", count=s.updates, inFlight=s.update_in_flight, bytes=s.update_bytes
+        )
+        await metered(
+            server, gen, result, "signal", "signal", count=s.signals, inFlight=s.signal_in_flight, bytes=s.signal_bytes
+        )
+    finally:
+        await gen.close()
+    return result
