@@ -47,6 +47,8 @@ from bench.signaling_load import WARMUP_CLIENTS, Scenario, ScenarioResult, run_s
 
 NODE_DIR = REPO / "bench" / "node"
 LOADGEN = NODE_DIR / "loadgen.mjs"
+# A server with 10,000 connections that just closed says goodbye to each: give it time.
+STOP_SECONDS = 30
 
 SCENARIOS = {
     s.name: s
@@ -111,15 +113,14 @@ async def start(target: Target) -> None:
 
 
 async def stop(target: Target) -> None:
+    """SIGTERM, then SIGKILL if the server is still there after STOP_SECONDS."""
     if target.proc is not None and target.proc.returncode is None:
         target.proc.terminate()
         try:
-            await asyncio.wait_for(target.proc.wait(), 10)
+            await asyncio.wait_for(target.proc.wait(), STOP_SECONDS)
         except TimeoutError:
             target.proc.kill()
             await target.proc.wait()
-    if target.log is not None:
-        target.log.close()
 
 
 def clients(issuer: TokenIssuer, rooms: int, per_room: int, prefix: str = "r") -> list[dict[str, str]]:
@@ -139,10 +140,13 @@ async def measure(name: str, secret: str, scenario: Scenario, issuer: TokenIssue
     try:
         warmup = clients(issuer, 1, WARMUP_CLIENTS, prefix="warmup")
         result = await run_scenario(server.url, psutil.Process(server.proc.pid), LOADGEN, scenario, tokens, warmup)
+        await stop(server)
+        if server.proc.returncode not in (0, -signal.SIGTERM):
+            result.errors.append(f"the server exited with {server.proc.returncode}: {server.errors()[-500:]}")
     finally:
         await stop(server)
-    if server.proc.returncode not in (0, -signal.SIGTERM):
-        result.errors.append(f"the server exited with {server.proc.returncode}: {server.errors()[-500:]}")
+        if server.log is not None:
+            server.log.close()
     return result
 
 

@@ -9,7 +9,8 @@ Phases, the same for every server:
             seen its room's last join
   idle      `idle_seconds` of quiet: the server's CPU here is heartbeats (Engine.IO ping/pong
             every 3 s per connection, counted by the clients); then its RSS growth since before
-            `connect`, per connection
+            `connect`, per connection. The heartbeats go on in every phase: each phase's CPU
+            per operation is counted without them (less the idle CPU rate times its duration)
   fan-out   `updates` updates from members in turn, `update_in_flight` at a time, each
             delivered to the sender's whole room; done when every delivery has arrived
   signal    `signals` offer -> answer round trips between members of a pair, `signal_in_flight`
@@ -87,9 +88,18 @@ class ScenarioResult:
     idle_bytes_per_conn: float = 0.0
     errors: list[str] = field(default_factory=list)
 
+    def background(self) -> float:
+        """The server's CPU per second while idle: its heartbeats, which go on in every phase."""
+        idle = self.phases.get("idle")
+        return idle.server_cpu / idle.wall if idle and idle.wall else 0.0
+
     def _per(self, phase: str, count: float, scale: float) -> float:
+        """Server CPU per operation of the phase, less its heartbeats (the idle phase's own figure)."""
         measured = self.phases.get(phase)
-        return round(measured.server_cpu * scale / count, 2) if measured and count else 0.0
+        if not measured or not count:
+            return 0.0
+        cpu = measured.server_cpu - (0.0 if phase == "idle" else self.background() * measured.wall)
+        return round(max(cpu, 0.0) * scale / count, 2)
 
     def figures(self) -> dict[str, float]:
         join = self.phases["join"].answer.get("ack_ms", [])

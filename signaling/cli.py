@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import ipaddress
 import json
 import logging
@@ -92,6 +93,20 @@ def turn_credentials(args: argparse.Namespace) -> TurnCredentials | None:
     return turn
 
 
+# Young objects are collected after this many allocations (CPython's default: 700). What a
+# connection allocates per read, write and heartbeat lives a few seconds; with the default, it
+# reaches the oldest generation and every few seconds a full collection walks every object of
+# every connection: at 10,000 connections, most of an idle server's CPU (docs/benchmarks.md).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """For the process `roomwire serve` runs (an embedding app tunes its own process)."""
+    gc.freeze()  # what imports and the app's construction made lives as long as the process
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 def serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -135,6 +150,7 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"roomwire: {exc}", file=sys.stderr)
         return 2
+    tune_gc()
     try:  # web.run_app makes its own loop unless handed one
         import uvloop
 

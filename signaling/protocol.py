@@ -7,6 +7,7 @@ orjson: no aiohttp server, no python-socketio, no JWT.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
@@ -96,7 +97,7 @@ class Ack(TypedDict):
     error: NotRequired[ErrorBody]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Grants:
     publish: bool = True
     subscribe: bool = True
@@ -106,7 +107,7 @@ class Grants:
     @classmethod
     def parse(cls, raw: object) -> Grants:
         if raw is None:
-            return cls()
+            return _grants()
         if not isinstance(raw, dict):
             raise ValueError("grants must be an object")
         unknown = set(raw) - set(cls.__dataclass_fields__)
@@ -115,7 +116,13 @@ class Grants:
         for key, value in raw.items():
             if not isinstance(value, bool):
                 raise ValueError(f"grant {key!r} must be a boolean")
-        return cls(**raw)
+        return _grants(**raw)
+
+
+@functools.cache
+def _grants(publish: bool = True, subscribe: bool = True, data: bool = True, admin: bool = False) -> Grants:
+    # one instance per combination (there are 16), shared by every connection that has it
+    return Grants(publish, subscribe, data, admin)
 
 
 # -- errors ----------------------------------------------------------------------------------

@@ -93,11 +93,11 @@ class SignalingServer:
         self.ice_servers = [dict(server) for server in ice_servers]
         self.metrics = Metrics()
         self.hooks = Hooks()
-        # permessage-deflate costs ~180 KiB per idle connection and a quarter of the CPU
-        # (docs/benchmarks.md); like Centrifugo and Node's socket.io, off unless asked for.
-        self.websocket_compression = websocket_compression
         self.sio = SocketServer(
             limits=socket_limits or SocketLimits(),
+            # permessage-deflate costs ~180 KiB per idle connection and a quarter of the CPU
+            # (docs/benchmarks.md); like Centrifugo and Node's socket.io, off unless asked for.
+            websocket_compression=websocket_compression,
             dropped=self.metrics.connections_dropped.labels("send_queue_full").inc,
             async_mode="aiohttp",
             # None = same origin only; a browser page from another origin needs --cors-origin.
@@ -146,7 +146,7 @@ class SignalingServer:
         prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         app[SERVER_KEY] = self
         for method in ("GET", "POST", "OPTIONS"):
-            app.router.add_route(method, f"{prefix}/socket.io/", self._handle_engineio)
+            app.router.add_route(method, f"{prefix}/socket.io/", self.sio.handle_request)
         app.add_routes(self.rest.routes(prefix))
         app.add_routes(
             [
@@ -158,15 +158,6 @@ class SignalingServer:
         install_cors(app, prefix, self.cors_origins)
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
-
-    async def _handle_engineio(self, request: web.Request) -> web.StreamResponse:
-        if not self.websocket_compression and "Sec-WebSocket-Extensions" in request.headers:
-            # engine.io accepts whatever extension the client offers; an offer it never sees
-            # negotiates none
-            headers = request.headers.copy()
-            del headers["Sec-WebSocket-Extensions"]
-            request = request.clone(headers=headers)
-        return await self.sio.handle_request(request)
 
     async def _on_startup(self, app: web.Application) -> None:
         await self.start()

@@ -47,7 +47,7 @@ UPGRADE_CHECKS = (0.5, 1.5, 3.0)
 Handler = Callable[["Connection", dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-@dataclass
+@dataclass(slots=True)
 class Connection:
     sid: str
     claims: Claims

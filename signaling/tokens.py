@@ -27,7 +27,7 @@ MAX_TTL = 7 * 24 * 3600
 MIN_SECRET_BYTES = 32
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Claims:
     identity: str
     room: str | None
