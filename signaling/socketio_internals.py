@@ -240,15 +240,16 @@ class Heartbeats:
 
     python-engineio starts a task per socket per ping and a monitor task that wakes once per
     socket per `ping_timeout`. Here each tick pings the sockets that are due, cuts those that
-    left their last ping unanswered for `ping_timeout`, and forgets closed ones (removing the
-    closed long-polling sockets nothing else would remove, as the monitor did).
+    left their last ping unanswered for `ping_timeout`, and removes closed ones from the
+    server's sockets (closed long-polling sockets that nothing else removes, as the monitor
+    did). Sockets are held by sid: a closed one is not kept alive here.
     """
 
     def __init__(self, server: EngineServer) -> None:
         self.server = server
-        # tick -> sockets to ping then; tick -> sockets whose ping must be answered by then
-        self._pings: dict[int, list[EngineSocket]] = {}
-        self._deadlines: dict[int, list[EngineSocket]] = {}
+        # tick -> sids to ping then; tick -> sids whose ping must be answered by then
+        self._pings: dict[int, list[str]] = {}
+        self._deadlines: dict[int, list[str]] = {}
         self._next = 0  # the first tick not handled yet
         self._answer_ticks = math.ceil(server.ping_timeout / HEARTBEAT_TICK)  # a pong is late after these
         self._timer: asyncio.TimerHandle | None = None
@@ -260,43 +261,45 @@ class Heartbeats:
             self._next = int(loop.time() / HEARTBEAT_TICK) + 1
             self._timer = loop.call_at(self._next * HEARTBEAT_TICK, self._tick)
         tick = max(self._next, math.ceil((loop.time() + self.server.ping_interval) / HEARTBEAT_TICK))
-        self._pings.setdefault(tick, []).append(socket)
+        self._pings.setdefault(tick, []).append(socket.sid)
 
     def _tick(self) -> None:
         loop = asyncio.get_running_loop()
         now = int(loop.time() / HEARTBEAT_TICK)
         while self._next <= now:
             pinged = self._next - self._answer_ticks
-            for socket in self._deadlines.pop(self._next, ()):
-                if not self._gone(socket) and socket.last_ping and socket.pinged_tick == pinged:
+            for sid in self._deadlines.pop(self._next, ()):
+                socket = self._open(sid)
+                if socket is not None and socket.last_ping and socket.pinged_tick == pinged:
                     self._cut(socket)  # that ping is still unanswered
-            for socket in self._pings.pop(self._next, ()):
-                self._ping(socket)
+            for sid in self._pings.pop(self._next, ()):
+                socket = self._open(sid)
+                if socket is not None:
+                    self._ping(socket)
             self._next += 1
         self._timer = None
         if self._pings or self._deadlines:
             self._timer = loop.call_at(self._next * HEARTBEAT_TICK, self._tick)
 
-    def _gone(self, socket: EngineSocket) -> bool:
-        """Whether the socket is closed or closing. A closed one is forgotten (and no longer one
-        of the server's, as python-engineio's monitor task did), a closing one (its disconnect
-        handler runs) looked at again later."""
+    def _open(self, sid: str) -> EngineSocket | None:
+        """The socket if it is open. A closed one is removed from the server's sockets; a closing
+        one (its disconnect handler runs) is looked at again later."""
+        socket = self.server.sockets.get(sid)
+        if socket is None:
+            return None
         if socket.closed:
-            if self.server.sockets.get(socket.sid) is socket:
-                del self.server.sockets[socket.sid]
-            return True
+            del self.server.sockets[sid]
+            return None
         if socket.closing:
             self.ping_later(socket)
-            return True
-        return False
+            return None
+        return socket
 
     def _ping(self, socket: EngineSocket) -> None:
-        if self._gone(socket):
-            return
         socket.last_ping = time.time()
         socket.pinged_tick = self._next
         socket.queue.put_nowait(PING)
-        self._deadlines.setdefault(self._next + self._answer_ticks, []).append(socket)
+        self._deadlines.setdefault(self._next + self._answer_ticks, []).append(socket.sid)
 
     def _cut(self, socket: EngineSocket) -> None:
         self.server.in_background(self.server.cut(socket.sid, at_once=False, reason=self.server.reason.PING_TIMEOUT))
@@ -312,6 +315,7 @@ class EngineSocket(AsyncSocket):
     queue: SendQueue | Wire  # a Wire once its WebSocket is its transport
     transport: asyncio.Transport | None = None  # of its WebSocket request: `cut` closes it
     pinged_tick = -1  # the heartbeat tick of its last ping
+    goodbye: asyncio.TimerHandle | None = None  # cuts its connection, closed, if the client stays
 
     async def send(self, pkt: engineio.packet.Packet) -> None:
         if await self.check_ping_timeout():
@@ -328,7 +332,7 @@ class EngineSocket(AsyncSocket):
         await super().close(wait=wait, abort=abort, reason=reason)
         if self.transport is not None and not self.transport.is_closing():
             # a client that does not hang up is hung up on
-            asyncio.get_running_loop().call_later(GOODBYE_SECONDS, self.transport.abort)
+            self.goodbye = asyncio.get_running_loop().call_later(GOODBYE_SECONDS, self.transport.abort)
 
     async def _websocket_handler(self, ws: WebSocketDriver) -> None:
         self.transport = ws.request.transport
@@ -395,6 +399,8 @@ class EngineSocket(AsyncSocket):
         wire.flush()
         await websocket.close()
         await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        if self.goodbye is not None:  # the client hung up
+            self.goodbye.cancel()
 
 
 def _environ_key(header: str) -> str:
