@@ -1,0 +1,131 @@
+"""What an Engine.IO socket sends goes to a queue (long polling, a WebSocket being set up) or,
+once its WebSocket is its transport, straight to the connection as WebSocket frames."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from typing import Any
+
+import engineio
+
+log = logging.getLogger("roomwire.socketio")
+
+
+class SendQueue(asyncio.Queue):  # type: ignore[type-arg]
+    """An Engine.IO socket's outgoing queue (long polling, and a WebSocket until it is wired)
+    that knows how many bytes it holds."""
+
+    def _init(self, maxsize: int) -> None:
+        super()._init(maxsize)  # type: ignore[misc]
+        self.bytes = 0
+
+    def _put(self, item: Any) -> None:
+        super()._put(item)  # type: ignore[misc]
+        self.bytes += packet_bytes(item)
+
+    def _get(self) -> Any:
+        item = super()._get()  # type: ignore[misc]
+        self.bytes -= packet_bytes(item)
+        return item
+
+    def backlog(self) -> tuple[int, int]:
+        """Packets and bytes waiting."""
+        return self.qsize(), self.bytes
+
+
+def packet_bytes(item: Any) -> int:
+    data = getattr(item, "data", None)
+    return len(data) if isinstance(data, str | bytes) else 0
+
+
+def websocket_frame(pkt: engineio.packet.Packet) -> bytes:
+    """The packet as one WebSocket frame from the server (unmasked, uncompressed), built once
+    per packet however many sockets it goes to."""
+    frame: bytes | None = getattr(pkt, "roomwire_frame", None)
+    if frame is None:
+        encoded = pkt.encode()
+        payload, first = (encoded.encode(), 0x81) if isinstance(encoded, str) else (encoded, 0x82)
+        size = len(payload)
+        if size < 126:
+            header = bytes((first, size))
+        elif size < 65536:
+            header = struct.pack("!BBH", first, 126, size)
+        else:
+            header = struct.pack("!BBQ", first, 127, size)
+        frame = pkt.roomwire_frame = header + payload
+    return frame
+
+
+class Wire:
+    """A socket's WebSocket connection, written to without aiohttp's writer. Once the WebSocket
+    is the socket's transport the wire takes the place of its queue: what is put is written,
+    and the frames a socket gets during one pass of the event loop leave together, in one
+    writev, at the end of it."""
+
+    __slots__ = ("frames", "outbox", "size", "transport")
+
+    def __init__(self, transport: asyncio.Transport, outbox: Outbox) -> None:
+        self.transport = transport
+        self.outbox = outbox
+        self.frames: list[bytes] = []
+        self.size = 0
+
+    def put_nowait(self, pkt: engineio.packet.Packet) -> None:
+        if self.transport.is_closing():
+            return
+        frame = websocket_frame(pkt)
+        if not self.frames:
+            self.outbox.waiting(self)
+        self.frames.append(frame)
+        self.size += len(frame)
+
+    async def put(self, pkt: engineio.packet.Packet) -> None:
+        self.put_nowait(pkt)
+
+    def backlog(self) -> tuple[int, int]:
+        """Packets and bytes written and not taken by the kernel yet (the bytes are what counts)."""
+        return 0, self.transport.get_write_buffer_size() + self.size
+
+    # the rest of the queue's interface, for python-engineio's code: nothing ever waits here
+    def qsize(self) -> int:
+        return 0
+
+    def empty(self) -> bool:
+        return True
+
+    def task_done(self) -> None:
+        pass
+
+    async def join(self) -> None:
+        pass
+
+    def flush(self) -> None:
+        frames, self.frames, self.size = self.frames, [], 0
+        if not frames or self.transport.is_closing():
+            return
+        if len(frames) == 1:
+            self.transport.write(frames[0])
+        else:
+            self.transport.writelines(frames)
+
+
+class Outbox:
+    """The wires with frames waiting, flushed by one callback at the end of the loop's pass."""
+
+    def __init__(self) -> None:
+        self._waiting: list[Wire] = []
+
+    def waiting(self, wire: Wire) -> None:
+        if not self._waiting:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._waiting.append(wire)
+
+    def flush(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for wire in waiting:
+            try:
+                wire.flush()
+            except Exception:  # one broken connection must not hold up the frames of the others
+                log.exception("writing to a WebSocket failed")

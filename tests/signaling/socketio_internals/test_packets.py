@@ -1,0 +1,22 @@
+"""signaling/socketio_internals/packets.py: Socket.IO packets through orjson, and the stand-in for
+a payload whose JSON orjson refuses (the frame keeps its type and ack id, so it is answered)."""
+
+from __future__ import annotations
+
+import socketio
+from roomwire.signaling.socketio_internals import RefusedPayload, WirePacket
+
+
+def test_a_packet_whose_json_is_refused_keeps_its_type_and_ack_id() -> None:
+    packet = WirePacket(encoded_packet='27["update",{"name":"a\\ud800"}]')
+    assert packet.packet_type == socketio.packet.EVENT and packet.id == 7
+    assert isinstance(packet.data, RefusedPayload)
+    deep = WirePacket(encoded_packet="212" + "[" * 2000 + "]" * 2000)
+    assert deep.id == 12 and isinstance(deep.data, RefusedPayload)
+    assert WirePacket(encoded_packet='2["join",{}]').data == ["join", {}]
+
+
+def test_packets_are_encoded_compactly_and_never_as_binary() -> None:
+    packet = WirePacket(socketio.packet.EVENT, data=["message", {"data": b"bytes".decode(), "n": [1, 2]}], id=3)
+    assert packet.packet_type == socketio.packet.EVENT  # no walk of the payload looking for bytes
+    assert packet.encode() == '23["message",{"data":"bytes","n":[1,2]}]'
