@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
 import time
 
 from roomwire.signaling import TokenIssuer
+from roomwire.signaling.cli import GC_YOUNG_THRESHOLD, tune_gc
 
 from tests.conftest import SECRET, free_port
 from tests.media.test_bot_cli import read_until
@@ -30,6 +32,17 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     env = {**clean_environment(secret), **(env or {})}
     return subprocess.run([*ROOMWIRE, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_serve_freezes_its_startup_objects_and_collects_young_ones_less_often():
+    threshold = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *threshold[1:])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 def test_token_mints_a_verifiable_token():
