@@ -1,6 +1,7 @@
 """Signaling benchmark: roomwire against a minimal Node socket.io server, side by side, in one run.
 
     .venv/bin/python bench/signaling.py [--scenarios room300,room2000,idle10k] [--only roomwire|node]
+    .venv/bin/python bench/signaling.py --before /path/to/other/checkout/.venv/bin/python
 
 For each scenario, each server runs as its own process (roomwire through its CLI, `roomwire serve
 --dev --media none`; Node through bench/node/server.mjs), one after the other so that they never
@@ -12,7 +13,9 @@ Scenarios:
 Figures per scenario (bench/signaling_load.py says how each phase runs): server CPU per join, per
 presence fan-out delivery, per signal round trip (1 KB of SDP each way) and per heartbeat (an
 Engine.IO ping/pong), RSS per idle connection, and ack latencies under load; each side by side
-with Node and as a ratio. Human-readable lines first; the JSON object is the last line.
+with Node and as a ratio (and, with --before, beside another roomwire: that interpreter's install,
+e.g. a checkout of main, in the same run). Human-readable lines first; the JSON object is the
+last line.
 Needs `npm ci --prefix bench/node` once. About four minutes.
 """
 
@@ -57,8 +60,9 @@ SCENARIOS = {
         Scenario("room300", rooms=1, per_room=300, join_in_flight=1, idle_seconds=9,
                  updates=300, update_in_flight=1, update_bytes=300,
                  signals=1000, signal_in_flight=1, signal_bytes=1000),
-        # 2,000 joins one at a time would take a minute: 10 at a time
-        Scenario("room2000", rooms=1, per_room=2000, join_in_flight=10, idle_seconds=9,
+        # 2 joins at a time: at 10, Node's server outran the one-process load generator, whose
+        # clients then read pings seconds late and dropped ("ping timeout"); ~2 minutes per server
+        Scenario("room2000", rooms=1, per_room=2000, join_in_flight=2, idle_seconds=9,
                  updates=60, update_in_flight=1, update_bytes=300,
                  signals=1000, signal_in_flight=1, signal_bytes=1000),
         Scenario("idle10k", rooms=500, per_room=20, join_in_flight=50, idle_seconds=9,
@@ -88,11 +92,12 @@ class Target:
         return f"http://127.0.0.1:{self.port}"
 
 
-def target(name: str, secret: str) -> Target:
+def target(name: str, secret: str, before: str | None) -> Target:
     port = free_port()
-    if name == "roomwire":
+    if name in ("roomwire", "before"):
+        python = sys.executable if name == "roomwire" else before
         command = [
-            sys.executable, "-m", "roomwire.signaling.cli", "serve", "--dev", "--media", "none",
+            python, "-m", "roomwire.signaling.cli", "serve", "--dev", "--media", "none",
             "--port", str(port), "--secret", secret, "--log-level", "warning",
         ]  # fmt: skip
     else:
@@ -133,8 +138,10 @@ def clients(issuer: TokenIssuer, rooms: int, per_room: int, prefix: str = "r") -
     ]  # fmt: skip
 
 
-async def measure(name: str, secret: str, scenario: Scenario, issuer: TokenIssuer, tokens: Any) -> ScenarioResult:
-    server = target(name, secret)
+async def measure(
+    name: str, secret: str, before: str | None, scenario: Scenario, issuer: TokenIssuer, tokens: Any
+) -> ScenarioResult:
+    server = target(name, secret, before)
     await start(server)
     assert server.proc is not None
     try:
@@ -162,17 +169,22 @@ FIGURES: list[tuple[str, str]] = [
 ]
 
 
+def ratios(figures: dict[str, dict[str, float]], other: str) -> dict[str, float | None]:
+    """roomwire's figures over another server's, figure by figure (None where one is missing)."""
+    if "roomwire" not in figures or other not in figures:
+        return {key: None for key, _ in FIGURES}
+    mine, theirs = figures["roomwire"], figures[other]
+    return {key: round(mine[key] / theirs[key], 2) if theirs[key] else None for key, _ in FIGURES}
+
+
 def report(scenario: Scenario, results: dict[str, ScenarioResult]) -> dict[str, Any]:
     figures = {name: result.figures() for name, result in results.items()}
-    both = "roomwire" in figures and "node" in figures
-    ratio = {
-        key: round(figures["roomwire"][key] / figures["node"][key], 2) if both and figures["node"][key] else None
-        for key, _ in FIGURES
-    }
+    ratio = ratios(figures, "node")
     print(f"\n{scenario.name}: {scenario.clients} clients in {scenario.rooms} room(s) of {scenario.per_room}")
-    print(f"{'':40} {'roomwire':>10} {'node':>10} {'ratio':>7}")
+    columns = ["roomwire", "node"] + (["before"] if "before" in figures else [])
+    print(f"{'':40} {' '.join(f'{name:>10}' for name in columns)} {'ratio':>7}")
     for key, label in FIGURES:
-        cells = [f"{figures[name][key]:>10}" if name in figures else f"{'-':>10}" for name in ("roomwire", "node")]
+        cells = [f"{figures[name][key]:>10}" if name in figures else f"{'-':>10}" for name in columns]
         print(f"{label:40} {' '.join(cells)} {ratio[key]!s:>7}")
     for name, result in results.items():
         shares = ", ".join(f"{p} {c['server']:.0%}/{c['loadgen']:.0%}" for p, c in result.cpu_shares().items())
@@ -184,6 +196,7 @@ def report(scenario: Scenario, results: dict[str, ScenarioResult]) -> dict[str, 
         "rooms": scenario.rooms,
         **figures,
         "ratio_roomwire_over_node": ratio,
+        "ratio_roomwire_over_before": ratios(figures, "before"),
         "cpu_share": {name: r.cpu_shares() for name, r in results.items()},
         "errors": {name: r.errors for name, r in results.items()},
     }
@@ -193,6 +206,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of: {', '.join(SCENARIOS)}")
     parser.add_argument("--only", choices=["roomwire", "node"], help="measure one server (no ratio)")
+    parser.add_argument("--before", metavar="PYTHON", help="also measure the roomwire installed for this interpreter")
     args = parser.parse_args(argv)
     args.scenarios = args.scenarios.split(",")
     unknown = set(args.scenarios) - set(SCENARIOS)
@@ -213,11 +227,11 @@ async def main(args: argparse.Namespace) -> int:
         scenario = SCENARIOS[name]
         tokens = clients(issuer, scenario.rooms, scenario.per_room)
         results: dict[str, ScenarioResult] = {}
-        for server in ("roomwire", "node"):
-            if args.only and server != args.only:
+        for server in ("roomwire", "node", "before"):
+            if (args.only and server != args.only) or (server == "before" and not args.before):
                 continue
             print(f"bench: {name} against {server} ...", file=sys.stderr, flush=True)
-            results[server] = await measure(server, secret, scenario, issuer, tokens)
+            results[server] = await measure(server, secret, args.before, scenario, issuer, tokens)
         out["scenarios"][name] = report(scenario, results)
     out["load_average_1m"] = {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)}
     print(f"\nload average (1 min) at start {load_before:.2f}, at end {os.getloadavg()[0]:.2f}")

@@ -93,6 +93,11 @@ class ScenarioResult:
         idle = self.phases.get("idle")
         return idle.server_cpu / idle.wall if idle and idle.wall else 0.0
 
+    def _answer(self, phase: str) -> dict[str, Any]:
+        """What the load generator answered for the phase ({} for a phase that did not finish)."""
+        measured = self.phases.get(phase)
+        return measured.answer if measured else {}
+
     def _per(self, phase: str, count: float, scale: float) -> float:
         """Server CPU per operation of the phase, less its heartbeats (the idle phase's own figure)."""
         measured = self.phases.get(phase)
@@ -102,15 +107,15 @@ class ScenarioResult:
         return round(max(cpu, 0.0) * scale / count, 2)
 
     def figures(self) -> dict[str, float]:
-        join = self.phases["join"].answer.get("ack_ms", [])
-        update = self.phases["fanout"].answer
-        signal = self.phases["signal"].answer.get("rtt_ms", [])
+        join = self._answer("join").get("ack_ms", [])
+        update = self._answer("fanout")
+        signal = self._answer("signal").get("rtt_ms", [])
         return {
             # server CPU per operation: what each costs the server, whatever else ran meanwhile
             "join_cpu_ms": self._per("join", len(join), 1e3),
             "fanout_cpu_us": self._per("fanout", update.get("deliveries", 0), 1e6),
             "signal_cpu_us": self._per("signal", len(signal), 1e6),
-            "heartbeat_cpu_us": self._per("idle", self.phases["idle"].answer.get("pings", 0), 1e6),
+            "heartbeat_cpu_us": self._per("idle", self._answer("idle").get("pings", 0), 1e6),
             "idle_kib_per_conn": round(self.idle_bytes_per_conn / 1024, 1),
             # under load, on a shared machine: indicative only
             "join_ack_p50_ms": round(percentile(join, 50), 1),
@@ -201,17 +206,22 @@ async def run_scenario(
     gen = LoadGenerator(script)
     await gen.start(url, clients)
     s = scenario
+    phases: list[tuple[str, str, dict[str, Any]]] = [
+        ("connect", "connect", {"inFlight": s.connect_in_flight}),
+        ("join", "join", {"inFlight": s.join_in_flight}),
+        ("idle", "idle", {"seconds": s.idle_seconds}),
+        ("fanout", "update", {"count": s.updates, "inFlight": s.update_in_flight, "bytes": s.update_bytes}),
+        ("signal", "signal", {"count": s.signals, "inFlight": s.signal_in_flight, "bytes": s.signal_bytes}),
+    ]
     try:
-        await metered(server, gen, result, "connect", "connect", inFlight=s.connect_in_flight)
-        await metered(server, gen, result, "join", "join", inFlight=s.join_in_flight)
-        await metered(server, gen, result, "idle", "idle", seconds=s.idle_seconds)
-        result.idle_bytes_per_conn = (server.memory_info().rss - rss_before) / s.clients
-        await metered(
-            server, gen, result, "fanout", "update", count=s.updates, inFlight=s.update_in_flight, bytes=s.update_bytes
-        )
-        await metered(
-            server, gen, result, "signal", "signal", count=s.signals, inFlight=s.signal_in_flight, bytes=s.signal_bytes
-        )
+        for name, cmd, options in phases:
+            try:
+                await metered(server, gen, result, name, cmd, **options)
+            except TimeoutError:  # the server stopped answering: its figures end here
+                result.errors.append(f"{name}: not done within {COMMAND_TIMEOUT:.0f} s; later phases skipped")
+                break
+            if name == "idle":
+                result.idle_bytes_per_conn = (server.memory_info().rss - rss_before) / s.clients
     finally:
         await gen.close()
     return result
