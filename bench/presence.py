@@ -67,7 +67,6 @@ def raise_fd_limit(needed: int) -> int:
     return target
 
 
-
 @dataclass
 class Watcher:
     """What every watcher records: bytes both ways, and when the armed event arrived."""

@@ -210,28 +210,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=port_number, default=env("ROOMWIRE_PORT", "8080"), help="(ROOMWIRE_PORT; 8080)")
     p.add_argument("--secret", help="token signing secret (prefer the ROOMWIRE_SECRET variable)")
     p.add_argument("--dev", action="store_true", help="development mode: POST /api/dev/token mints tokens")
-    p.add_argument("--cors-origin", action="append", metavar="ORIGIN",
-                   help="allow browser pages from this origin (repeatable; ROOMWIRE_CORS_ORIGINS, "
-                        "space-separated); none by default")
-    p.add_argument("--frame-ancestor", action="append", metavar="ORIGIN",
-                   help="let pages of this origin frame the web client (repeatable; ROOMWIRE_FRAME_ANCESTORS, "
-                        "space-separated); only its own by default")
-    p.add_argument("--ice-servers", default=env("ROOMWIRE_ICE_SERVERS", "[]"),
-                   help="JSON list of ICE servers handed to clients and used by the SFU (ROOMWIRE_ICE_SERVERS)")
-    p.add_argument("--turn-url", action="append", metavar="URL",
-                   help="TURN server for per-participant credentials, e.g. turn:turn.example:3478?transport=udp "
-                        "(repeatable; ROOMWIRE_TURN_URLS, space-separated); needs the TURN secret")
-    p.add_argument("--turn-secret",
-                   help="the TURN server's static-auth-secret (prefer the ROOMWIRE_TURN_SECRET variable)")
-    p.add_argument("--turn-ttl", type=int, default=env("ROOMWIRE_TURN_TTL", str(DEFAULT_TURN_TTL)), metavar="SECONDS",
-                   help=f"lifetime of TURN credentials, at most 24 h (ROOMWIRE_TURN_TTL; {DEFAULT_TURN_TTL})")
-    p.add_argument("--redis-url", default=env("ROOMWIRE_REDIS_URL"),
-                   help="run as one of many nodes sharing this Redis (redis://host:6379/0; ROOMWIRE_REDIS_URL)")
-    p.add_argument("--node-id", type=node_id, default=env("ROOMWIRE_NODE_ID"),
-                   help="this node's name among many, in logs and Redis keys (ROOMWIRE_NODE_ID; random)")
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="allow browser pages from this origin (repeatable; ROOMWIRE_CORS_ORIGINS, "
+        "space-separated); none by default",
+    )
+    p.add_argument(
+        "--frame-ancestor",
+        action="append",
+        metavar="ORIGIN",
+        help="let pages of this origin frame the web client (repeatable; ROOMWIRE_FRAME_ANCESTORS, "
+        "space-separated); only its own by default",
+    )
+    p.add_argument(
+        "--ice-servers",
+        default=env("ROOMWIRE_ICE_SERVERS", "[]"),
+        help="JSON list of ICE servers handed to clients and used by the SFU (ROOMWIRE_ICE_SERVERS)",
+    )
+    p.add_argument(
+        "--turn-url",
+        action="append",
+        metavar="URL",
+        help="TURN server for per-participant credentials, e.g. turn:turn.example:3478?transport=udp "
+        "(repeatable; ROOMWIRE_TURN_URLS, space-separated); needs the TURN secret",
+    )
+    p.add_argument(
+        "--turn-secret", help="the TURN server's static-auth-secret (prefer the ROOMWIRE_TURN_SECRET variable)"
+    )
+    p.add_argument(
+        "--turn-ttl",
+        type=int,
+        default=env("ROOMWIRE_TURN_TTL", str(DEFAULT_TURN_TTL)),
+        metavar="SECONDS",
+        help=f"lifetime of TURN credentials, at most 24 h (ROOMWIRE_TURN_TTL; {DEFAULT_TURN_TTL})",
+    )
+    p.add_argument(
+        "--redis-url",
+        default=env("ROOMWIRE_REDIS_URL"),
+        help="run as one of many nodes sharing this Redis (redis://host:6379/0; ROOMWIRE_REDIS_URL)",
+    )
+    p.add_argument(
+        "--node-id",
+        type=node_id,
+        default=env("ROOMWIRE_NODE_ID"),
+        help="this node's name among many, in logs and Redis keys (ROOMWIRE_NODE_ID; random)",
+    )
     p.add_argument("--media", default="sfu", help="media backend (entry point name) or `none`")
-    p.add_argument("--log-level", type=log_level, default=env("ROOMWIRE_LOG_LEVEL", "info"),
-                   help=f"{', '.join(LOG_LEVELS)} (ROOMWIRE_LOG_LEVEL; info)")
+    p.add_argument(
+        "--log-level",
+        type=log_level,
+        default=env("ROOMWIRE_LOG_LEVEL", "info"),
+        help=f"{', '.join(LOG_LEVELS)} (ROOMWIRE_LOG_LEVEL; info)",
+    )
     p.set_defaults(run=serve)
 
     t = commands.add_parser("token", help="mint an access token offline")

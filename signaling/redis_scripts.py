@@ -80,7 +80,9 @@ end
 
 # ARGV[6..9]: identity, participant JSON, owner, node.
 # -> {event, replaced "<node> <owner>" or "", epoch, offset, members...}
-JOIN = COMMON + r"""
+JOIN = (
+    COMMON
+    + r"""
 local identity, participant, owner, node = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local previous = redis.call('HGET', owners, identity)
 if previous then
@@ -95,9 +97,12 @@ local reply = {event, previous or '', redis.call('HGET', meta, 'epoch'), redis.c
 for _, p in ipairs(redis.call('HVALS', members)) do table.insert(reply, p) end
 return reply
 """
+)
 
 # ARGV[6..7]: identity, owner ("" = whoever holds it).  -> event or nil
-LEAVE = COMMON + r"""
+LEAVE = (
+    COMMON
+    + r"""
 local identity, owner = ARGV[6], ARGV[7]
 local previous = redis.call('HGET', owners, identity)
 if not previous then return nil end
@@ -110,10 +115,13 @@ local event = append('leave', participant)
 touch()
 return event
 """
+)
 
 # A compare-and-set: the caller merged the changes into the participant it read.
 # ARGV[6..10]: identity, owner ("" = any), expected JSON, new JSON, kind.  -> {0} gone, {1} retry, {2, event}
-UPDATE = COMMON + r"""
+UPDATE = (
+    COMMON
+    + r"""
 local identity, owner, expected, participant, kind = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local previous = redis.call('HGET', owners, identity)
 if not previous then return {0} end
@@ -123,12 +131,15 @@ if redis.call('HGET', members, identity) ~= expected then return {1} end
 redis.call('HSET', members, identity, participant)
 return {2, append(kind, participant)}
 """
+)
 
 # After an outage: tell Redis again which participants this node holds. Idempotent: one still
 # held by us changes nothing, one Redis lost joins again (a new epoch if the room's log went
 # with it), one now held by another connection is left alone and reported.
 # ARGV[6]: node; ARGV[7..]: (identity, owner, participant JSON) triples.  -> identities taken over
-REREGISTER = COMMON + r"""
+REREGISTER = (
+    COMMON
+    + r"""
 local node = ARGV[6]
 local taken = {}
 for i = 7, #ARGV, 3 do
@@ -147,17 +158,23 @@ end
 touch()
 return taken
 """
+)
 
 # A room that local waiters watch is not forgotten while they wait (nor is its epoch).
-KEEP = COMMON + r"""
+KEEP = (
+    COMMON
+    + r"""
 if redis.call('HLEN', members) == 0 and redis.call('EXISTS', meta) == 1 then touch() end
 return 1
 """
+)
 
 # Events after (epoch, offset) if all are held, else a snapshot; creates an unknown room's log.
 # ARGV[6..7]: epoch ("" = none), offset (-1 = none).
 # -> {"s"|"e", epoch, offset, last stream id, participants... | events...}
-RECOVER = COMMON + r"""
+RECOVER = (
+    COMMON
+    + r"""
 local epoch, offset = ARGV[6], tonumber(ARGV[7])
 local current = ensure_meta()
 local last_offset = tonumber(redis.call('HGET', meta, 'offset'))
@@ -183,6 +200,7 @@ local reply = {'e', current, last_offset, last_id}
 for i = #entries, 1, -1 do table.insert(reply, entries[i][2][4]) end
 return reply
 """
+)
 
 # Room media placement. `<prefix>:media:<room>` names the node holding the room's media (a lease
 # its holder refreshes); `<prefix>:node:<id>:media` is the set of rooms a node holds, and

@@ -144,5 +144,3 @@ class RestAPI:
 def slug(name: str) -> str:
     cleaned = "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
     return cleaned[:32] or "guest"
-
-

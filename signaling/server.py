@@ -265,7 +265,5 @@ def build_app(config: ServeConfig) -> tuple[web.Application, SignalingServer]:
         media=load_media(config.media, config.ice_servers),
     )
     server.attach(app)
-    add_web_routes(
-        app, prefix="", web_dir=config.web_dir, dev=config.dev, frame_ancestors=config.frame_ancestors
-    )
+    add_web_routes(app, prefix="", web_dir=config.web_dir, dev=config.dev, frame_ancestors=config.frame_ancestors)
     return app, server

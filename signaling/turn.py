@@ -24,8 +24,8 @@ TURN_SCHEMES = ("turn:", "turns:")
 class TurnCredentials:
     """Mints the `iceServers` entry of one participant for the TURN servers at `urls`.
 
-        turn = TurnCredentials(["turn:turn.example:3478?transport=udp"], secret="shared with coturn")
-        turn.ice_server("alice")  # {"urls": [...], "username": "1767225600:alice", "credential": "..."}
+    turn = TurnCredentials(["turn:turn.example:3478?transport=udp"], secret="shared with coturn")
+    turn.ice_server("alice")  # {"urls": [...], "username": "1767225600:alice", "credential": "..."}
     """
 
     def __init__(self, urls: str | Sequence[str], secret: str, ttl: int = DEFAULT_TTL) -> None:

@@ -44,9 +44,7 @@ class SioClient:
             data = {}
         return await self.sio.call(event, data, timeout=timeout)
 
-    async def wait_for(
-        self, name: str, predicate: Callable[[Any], bool] = lambda _: True, timeout: float = 5
-    ) -> Any:
+    async def wait_for(self, name: str, predicate: Callable[[Any], bool] = lambda _: True, timeout: float = 5) -> Any:
         """The first recorded `name` event that satisfies `predicate` (waiting for it)."""
         async with asyncio.timeout(timeout):
             while True:

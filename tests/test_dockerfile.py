@@ -187,7 +187,10 @@ def test_the_stages_build_a_wheel_whose_command_serves_the_client_and_passes_the
             assert module.status == 200 and len(module.read()) > 10_000
         where = subprocess.run(
             ["python", "-c", "import roomwire.web; print(roomwire.web.WEB_DIR)"],
-            env=env, capture_output=True, text=True, timeout=30,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
         ).stdout.strip()
         assert where == str(site / "roomwire" / "web"), "the server must run from the wheel, not the checkout"
     finally:

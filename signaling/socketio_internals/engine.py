@@ -34,6 +34,8 @@ class SocketLimits:
     queued_bytes: int = 4 * 1024 * 1024
     connect_timeout: float = 10.0
     close_after_refusal: float = 2.0
+
+
 # A socket the server closes gets this long to read Engine.IO's close packet and hang up before
 # its TCP connection is aborted anyway.
 GOODBYE_SECONDS = 1.0

@@ -193,9 +193,12 @@ def test_receive_statistics_and_bitrate_estimator_work_on_packets():
         packet = RtpPacket(payload_type=96, sequence_number=seq if seq != 50 else 0, timestamp=seq * 3000)
         if seq != 50:
             statistics.add(packet)
-        estimate = estimator.add(
-            arrival_time_ms=seq * 33, abs_send_time=(seq * 33 * 262) & 0xFFFFFF, payload_size=1000, ssrc=5
-        ) or estimate
+        estimate = (
+            estimator.add(
+                arrival_time_ms=seq * 33, abs_send_time=(seq * 33 * 262) & 0xFFFFFF, payload_size=1000, ssrc=5
+            )
+            or estimate
+        )
     assert statistics.packets_lost == 1 and statistics.max_seq == 199
     assert estimate is not None and estimate[1] == [5] and estimate[0] > 0
 

@@ -110,6 +110,7 @@ def test_every_frame_gets_an_ack_and_refused_frames_change_nothing():
                 runner.run(throw(world, batch))
 
             check()
+
             async def alive() -> None:
                 async with world.http.get(f"{world.running.url}/healthz") as response:
                     assert response.status == 200

@@ -61,7 +61,7 @@ async def test_reserved_event_names_are_refused_and_change_nothing(running):
 
 @pytest.mark.parametrize(
     "frame",
-    ['[5,{"a":1}]', "[null]", "[true]", "[1.5]", "[]", '{"event":"join"}', '"join"', "[[\"join\"]]"],
+    ['[5,{"a":1}]', "[null]", "[true]", "[1.5]", "[]", '{"event":"join"}', '"join"', '[["join"]]'],
 )
 async def test_event_frames_without_a_string_name_are_answered(running, frame, caplog):
     alice = await joined_raw(running, "r1", "alice")

@@ -51,5 +51,3 @@ async def test_aiortc_peers_negotiate_through_signal_and_exchange_data(running):
     await callee.close()
     await alice.close()
     await bob.close()
-
-

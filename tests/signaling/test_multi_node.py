@@ -115,7 +115,9 @@ async def test_identity_replaced_from_another_node(nodes: list[RunningServer], r
     await observer.wait_for("presence", lambda e: e["type"] == "update")
     await asyncio.sleep(0.5)  # a wrong leave from the old connection's disconnect would be here by now
     assert [(e["type"], e["participant"]["identity"]) for e in observer.events["presence"]] == [
-        ("join", "obs"), ("join", "ann"), ("update", "ann")
+        ("join", "obs"),
+        ("join", "ann"),
+        ("update", "ann"),
     ]
     member = await b.server.backend.membership("r", "ann")
     assert member is not None and member.owner == second.sio.get_sid()
@@ -147,7 +149,9 @@ async def test_dead_node_participants_leave(start_node: StartNode, redis_url: st
     env = {**os.environ, "ROOMWIRE_SECRET": SECRET, "ROOMWIRE_REDIS_URL": redis_url}
     doomed = subprocess.Popen(  # noqa: ASYNC220 - started once, killed on purpose
         [sys.executable, "-m", "roomwire.signaling.cli", "serve", "--port", str(port), "--media", "none"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         doomed_url = f"http://127.0.0.1:{port}"

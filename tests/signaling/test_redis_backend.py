@@ -45,8 +45,15 @@ async def make_backend(request: pytest.FixtureRequest) -> AsyncIterator[MakeBack
 
 
 def person(identity: str, **fields: object) -> dict[str, object]:
-    return {"identity": identity, "name": identity, "metadata": {}, "joinedAt": 1, "transport": "websocket",
-            "tracks": [], **fields}
+    return {
+        "identity": identity,
+        "name": identity,
+        "metadata": {},
+        "joinedAt": 1,
+        "transport": "websocket",
+        "tracks": [],
+        **fields,
+    }
 
 
 async def test_join_replace_leave_update(make_backend: MakeBackend) -> None:
@@ -157,9 +164,9 @@ async def test_redis_offsets_stay_contiguous_across_nodes(redis_url: str) -> Non
     prefix = f"t{uuid.uuid4().hex[:8]}"
     nodes = [RedisBackend(redis_url, prefix=prefix, node_id=f"n{i}") for i in range(3)]
     try:
-        await asyncio.gather(*(
-            node.join("r", person(f"p{i}-{j}"), f"s{i}-{j}") for i, node in enumerate(nodes) for j in range(20)
-        ))
+        await asyncio.gather(
+            *(node.join("r", person(f"p{i}-{j}"), f"s{i}-{j}") for i, node in enumerate(nodes) for j in range(20))
+        )
         await asyncio.gather(*(node.update("r", "p0-0", None, {"name": f"n{i}"}) for i, node in enumerate(nodes)))
         head = await nodes[0].recover("r", None, None)
         replay = await nodes[1].recover("r", head.epoch, 0)

@@ -26,8 +26,11 @@ def openssl_credential(secret: str, username: str) -> str:
     """base64(HMAC-SHA1(secret, username)), computed by OpenSSL rather than by Python."""
     require_part(shutil.which("openssl") is not None, "openssl", "apt-get install -y openssl")
     digest = subprocess.run(
-        ["openssl", "dgst", "-sha1", "-hmac", secret, "-binary"], input=username.encode(), capture_output=True,
-        check=True, timeout=30,
+        ["openssl", "dgst", "-sha1", "-hmac", secret, "-binary"],
+        input=username.encode(),
+        capture_output=True,
+        check=True,
+        timeout=30,
     ).stdout
     return base64.b64encode(digest).decode()
 
