@@ -59,15 +59,15 @@ SCENARIOS = {
         # one operation at a time: each is handled alone, as in a room where people come and go
         Scenario("room300", rooms=1, per_room=300, join_in_flight=1, idle_seconds=9,
                  updates=300, update_in_flight=1, update_bytes=300,
-                 signals=1000, signal_in_flight=1, signal_bytes=1000),
+                 signals=3000, signal_in_flight=1, signal_bytes=1000),
         # 2 joins at a time: at 10, Node's server outran the one-process load generator, whose
         # clients then read pings seconds late and dropped ("ping timeout"); ~2 minutes per server
         Scenario("room2000", rooms=1, per_room=2000, join_in_flight=2, idle_seconds=9,
                  updates=60, update_in_flight=1, update_bytes=300,
-                 signals=1000, signal_in_flight=1, signal_bytes=1000),
+                 signals=3000, signal_in_flight=1, signal_bytes=1000),
         Scenario("idle10k", rooms=500, per_room=20, join_in_flight=50, idle_seconds=9,
                  updates=1000, update_in_flight=1, update_bytes=300,
-                 signals=1000, signal_in_flight=1, signal_bytes=1000, connect_in_flight=100),
+                 signals=3000, signal_in_flight=1, signal_bytes=1000, connect_in_flight=100),
     ]
 }  # fmt: skip
 
