@@ -45,7 +45,6 @@ class SocketServer(socketio.AsyncServer):
         self._count_dropped = dropped
         self._on_refused: RefusedHandler | None = None
         self._deadlines: dict[str, asyncio.TimerHandle] = {}
-        self._handling: set[asyncio.Task[None]] = set()
 
     def _engineio_server_class(self) -> type[engineio.AsyncServer]:
         return EngineServer
@@ -74,11 +73,7 @@ class SocketServer(socketio.AsyncServer):
             namespace = namespace or "/"
             sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
             if self.manager.is_connected(sid, namespace):
-                handling = asyncio.get_running_loop().create_task(
-                    self._handle_event_internal(self, sid, eio_sid, data, namespace, id)
-                )
-                self._handling.add(handling)
-                handling.add_done_callback(self._handling.discard)
+                self.eio.in_background(self._handle_event_internal(self, sid, eio_sid, data, namespace, id))
 
     async def _handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: list[Any], namespace: str, id: int | None
