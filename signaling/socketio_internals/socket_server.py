@@ -13,7 +13,7 @@ import engineio
 import socketio
 from socketio import packet as sio_packet
 
-from ..protocol import RESERVED_EVENTS
+from ..protocol import RESERVED_EVENTS, ProtocolError, bad_request
 from .engine import EngineServer, SocketLimits
 from .packets import RefusedPayload, WirePacket
 
@@ -94,11 +94,11 @@ class SocketServer(socketio.AsyncServer):
     async def _refuse(self, eio_sid: str, namespace: str | None, id: int | None, why: str) -> None:
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace or "/")
         if sid is None or not self.manager.is_connected(sid, namespace or "/"):
-            ack = {"ok": False, "error": {"code": "unauthorized", "message": "connect to the namespace first"}}
+            ack = ProtocolError("unauthorized", "connect to the namespace first").ack()
         elif self._on_refused is not None:
             ack = await self._on_refused(sid, why)
         else:
-            ack = {"ok": False, "error": {"code": "bad_request", "message": why}}
+            ack = bad_request(why).ack()
         if id is not None:
             await self._send_packet(eio_sid, self.packet_class(sio_packet.ACK, namespace=namespace, id=id, data=[ack]))
 
