@@ -81,9 +81,6 @@ class Wire:
         self.frames.append(frame)
         self.size += len(frame)
 
-    async def put(self, pkt: engineio.packet.Packet) -> None:
-        self.put_nowait(pkt)
-
     def backlog(self) -> tuple[int, int]:
         """Packets and bytes written and not taken by the kernel yet (the bytes are what counts)."""
         return 0, self.transport.get_write_buffer_size() + self.size
@@ -94,9 +91,6 @@ class Wire:
 
     def empty(self) -> bool:
         return True
-
-    def task_done(self) -> None:
-        pass
 
     async def join(self) -> None:
         pass
