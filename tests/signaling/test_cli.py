@@ -101,6 +101,10 @@ def test_serve_refuses_bad_environment_values():
     assert level.returncode == 2 and "'loud' is not one of debug, info, warning, error" in level.stderr
     ttl = run("serve", "--media", "none", env={"ROOMWIRE_TURN_TTL": "an hour"})
     assert ttl.returncode == 2 and "--turn-ttl" in ttl.stderr
+    node = run("serve", "--media", "none", env={"ROOMWIRE_NODE_ID": "node 1"})
+    assert node.returncode == 2 and "'node 1': a node id is 1 to 32 of A-Z a-z 0-9 - _" in node.stderr
+    too_long = run("serve", "--media", "none", "--node-id", "n" * 33)
+    assert too_long.returncode == 2 and "a node id is 1 to 32" in too_long.stderr
 
 
 async def test_serve_is_configured_by_roomwire_variables_alone():
