@@ -74,6 +74,8 @@ class SocketServer(socketio.AsyncServer):
             sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
             if self.manager.is_connected(sid, namespace):
                 self.eio.in_background(self._handle_event_internal(self, sid, eio_sid, data, namespace, id))
+            else:  # before the namespace connect: answered `unauthorized` like a refused frame
+                await self._refuse(eio_sid, namespace, id, "not connected")
 
     async def _handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: list[Any], namespace: str, id: int | None

@@ -5,6 +5,7 @@ to grow the server without limit."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 
@@ -224,6 +225,17 @@ async def test_a_refused_websocket_is_closed_soon_after(make_server):
     started = loop.time()
     assert await closed_within(raw, 5)
     assert loop.time() - started < 4
+    await raw.close()
+
+
+async def test_events_before_the_namespace_connect_are_answered_unauthorized(running):
+    raw = await RawSocket.open(running.url, connect=False)
+    for body in ('["join",{}]', '["connect",{}]', '[5,{}]', '["join",{'):
+        ack = await raw.call_raw(body)
+        assert ack == {"ok": False, "error": {"code": "unauthorized", "message": "connect to the namespace first"}}
+    await raw.send("40" + json.dumps({"token": running.token("r1", "alice")}))
+    await raw.connected()
+    assert (await raw.call("join"))["ok"] is True
     await raw.close()
 
 
