@@ -28,15 +28,7 @@ from .media_metrics import MediaStats
 from .outbound_stream import OutboundStream
 from .packet_cache import PacketCache
 from .receive_gaps import ReceiveGaps
-from .rtp_packets import (
-    HAS_PADDING,
-    MARKER,
-    PADDING_ONLY,
-    InboundPacket,
-    abs_send_time,
-    audio_level_byte,
-    rtx_payload_type,
-)
+from .rtp_packets import MARKER, InboundPacket, abs_send_time, audio_level_byte, rtx_payload_type
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +106,7 @@ class TrackForwarder:
                 None if self._video else audio_level_byte(rtp),
             )
         else:  # padding only (bandwidth probing)
-            packet = InboundPacket(seq, rtp.timestamp, 0, PADDING_ONLY, now, padding=HAS_PADDING)
+            packet = InboundPacket.padding_only(seq, rtp.timestamp, now)
         if self.cache is not None:
             self.cache.put(packet)
         if self._last is None or 0 < (seq - self._last.seq) & 0xFFFF < 0x8000:
@@ -174,7 +166,7 @@ class TrackForwarder:
         self.request_keyframe()
         now = self._loop.time()
         for seq in seqs:
-            filler = InboundPacket.filler(seq, self._timestamp_near(seq), now)
+            filler = InboundPacket.padding_only(seq, self._timestamp_near(seq), now)
             if self.cache is not None:
                 self.cache.put(filler)  # a repair that comes later still is a duplicate
             self._fan_out(filler)

@@ -50,9 +50,10 @@ class InboundPacket:
         self.padding = padding  # HAS_PADDING for a padding-only packet
 
     @classmethod
-    def filler(cls, seq: int, timestamp: int, arrival: float) -> InboundPacket:
-        """A padding-only packet standing for one that is lost for good: receivers stop waiting
-        for the hole (libwebrtc stops NACKing it; aiortc's jitter buffer moves on)."""
+    def padding_only(cls, seq: int, timestamp: int, arrival: float) -> InboundPacket:
+        """A packet with no payload, only RTP padding: the publisher's bandwidth probes, and the
+        filler standing for a packet lost for good (receivers stop waiting for the hole:
+        libwebrtc stops NACKing it; aiortc's jitter buffer moves on)."""
         return cls(seq, timestamp, 0, PADDING_ONLY, arrival, padding=HAS_PADDING)
 
 
