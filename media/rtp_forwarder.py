@@ -48,7 +48,6 @@ class TrackForwarder:
     ) -> None:
         codec = codecs[0]
         self.kind = kind
-        self.mime_type = codec.mimeType.lower()
         self.clock_rate = codec.clockRate
         self._video = kind == "video"
         self._media_pt = codec.payloadType
