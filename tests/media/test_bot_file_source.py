@@ -15,6 +15,8 @@ from roomwire.media.file_source import FileSource
 from roomwire.media.sfu import SFU
 from roomwire.media.sources import PatternVideoTrack, read_frame_counter
 
+from tests.media.frames import pattern_counters
+
 pytestmark = pytest.mark.timeout(90)
 
 CODECS = {  # container suffix -> (video encoder, options, audio encoder)
@@ -125,12 +127,7 @@ async def test_bot_plays_a_file_through_the_sfu(make_server, tmp_path, suffix, m
         await player.publish(FileSource(clip, loop=True))
         async with asyncio.timeout(15):
             video = await anext(t async for t in viewer.tracks() if t.kind == "video")
-        counters: list[int] = []
-        async with asyncio.timeout(20):
-            while len(counters) < 10:
-                counter = read_frame_counter(await video.recv())
-                if counter is not None:
-                    counters.append(counter)
+        counters = await pattern_counters(video, 10)
         assert len(set(counters)) >= 5  # real frames of the clip, decoded by the viewer
         published = server.server.media.tracks("m")
         assert {t.mime_type for t in published} == mime_types

@@ -9,7 +9,9 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 from roomwire.media.bot import Bot, BotError, Message, RemoteTrack
 from roomwire.media.sfu import SFU
-from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack, read_frame_counter
+from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack
+
+from tests.media.frames import pattern_counters
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -17,17 +19,6 @@ pytestmark = pytest.mark.timeout(90)
 @pytest.fixture
 async def sfu_running(make_server):
     return await make_server(media=SFU(ice_servers=[]))
-
-
-async def pattern_counters(track: RemoteTrack, count: int, timeout: float = 20) -> list[int]:
-    """Read `count` frame counters from a pattern video track."""
-    counters: list[int] = []
-    async with asyncio.timeout(timeout):
-        while len(counters) < count:
-            counter = read_frame_counter(await track.recv())
-            if counter is not None:
-                counters.append(counter)
-    return counters
 
 
 async def test_pattern_bot_publishes_and_another_bot_receives_it(sfu_running):

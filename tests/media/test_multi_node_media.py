@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 from roomwire.media.bot import Bot, RemoteTrack
-from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack, read_frame_counter
+from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack
 from roomwire.signaling.tokens import TokenIssuer
 
 from tests.conftest import SECRET
+from tests.media.frames import pattern_counters
 from tests.node_process import NodeProcess
 from tests.signaling.redis_server import RedisProcess
 from tests.sio_client import joined_client
@@ -69,16 +70,6 @@ async def next_video(bot: Bot, timeout: float, besides: RemoteTrack | None = Non
     raise AssertionError("no video track")
 
 
-async def counters(track: RemoteTrack, count: int, timeout: float = 15) -> list[int]:
-    found: list[int] = []
-    async with asyncio.timeout(timeout):
-        while len(found) < count:
-            counter = read_frame_counter(await track.recv())
-            if counter is not None:
-                found.append(counter)
-    return found
-
-
 async def test_a_pattern_bot_and_a_viewer_on_two_nodes(start_nodes: StartNodes, redis_process: RedisProcess) -> None:
     one, two = await start_nodes(2)
     async with (
@@ -88,7 +79,7 @@ async def test_a_pattern_bot_and_a_viewer_on_two_nodes(start_nodes: StartNodes, 
         await publisher.publish(PatternVideoTrack(320, 240, 30), ToneAudioTrack())
         video = await next_video(viewer, 20)
         assert video.identity == "pattern"
-        frames = await counters(video, 30)
+        frames = await pattern_counters(video, 30, timeout=15)
         assert frames == sorted(frames) and frames[-1] > frames[0]
         assert await media_node(redis_process.url, "m") in await node_ids(redis_process.url)
 
@@ -108,19 +99,19 @@ async def test_the_media_node_is_killed_and_media_comes_back(
         ):
             await publisher.publish(PatternVideoTrack(320, 240, 30))
             before = await next_video(viewer, 20)
-            await counters(before, 10)
+            await pattern_counters(before, 10, timeout=15)
             assert await media_node(redis_process.url, "f") == holder_id  # both reach it from elsewhere
             loop = asyncio.get_running_loop()
             holder.kill()
             killed = loop.time()
             video = await next_video(viewer, 15, besides=before)
-            await counters(video, 1)
+            await pattern_counters(video, 1, timeout=15)
             back_after = loop.time() - killed
             print(f"media back {back_after:.2f} s after the media node was killed")
             assert back_after < 5.0
             assert viewer.media_restarts >= 1 and publisher.media_restarts >= 1
             assert await media_node(redis_process.url, "f") in {node.node_id for node in survivors}
-            frames = await counters(video, 20)
+            frames = await pattern_counters(video, 20, timeout=15)
             assert frames == sorted(frames)
 
 
