@@ -239,6 +239,28 @@ async def test_audio_flows_at_once_with_the_publishers_level_and_late_packets_of
     rig.forwarder.close()
 
 
+async def test_packets_the_forwarder_cannot_use_are_dropped_and_counted():
+    rig = Rig()
+    stream, writer = rig.subscribe()
+    rig.send_rtx(5, 1, 0, MIDDLE)  # a retransmission before any media: nothing to repair
+    stranger = RtpPacket(payload_type=100, sequence_number=1, timestamp=0)  # not negotiated
+    stranger.ssrc, stranger.payload = 0x1234, KEY
+    rig.forwarder.receive(stranger)
+    assert rig.forwarder.ssrc is None and rig.publisher.rtcp == []
+    rig.send(10, 0, KEY, marker=True)
+    short = RtpPacket(payload_type=97, sequence_number=2, timestamp=0)  # RTX without its 2-byte seq
+    short.ssrc, short.payload = 0x9999, b"\x00"
+    rig.forwarder.receive(short)
+    assert rig.stats.dropped["unknown_payload_type"] == 1 and rig.stats.dropped["padding"] == 2
+    rig.send(11, 0, b"")  # the publisher's padding-only probe goes on as padding
+    probe = parsed(writer.rtp[-1], [MID, ABS])
+    assert len(writer.rtp) == 2 and probe.payload == b"" and probe.padding_size == 4
+    first = out_seqs(writer)[0]
+    stream.resend([(first - 1) & 0xFFFF, (first + 2) & 0xFFFF], 0.0)  # numbers it never sent
+    assert len(writer.rtp) == 2 and (rig.stats.nacks_received, rig.stats.nacks_answered) == (2, 0)
+    rig.forwarder.close()
+
+
 async def test_pli_requests_are_rate_limited_per_track():
     rig = Rig()
     rig.send(1, 0, DELTA, marker=True)
