@@ -97,7 +97,7 @@ class OutboundSession:
     def _on_rtcp(self, stream: OutboundStream, packet: AnyRtcpPacket) -> None:
         if isinstance(packet, RtcpRtpfbPacket):
             if packet.fmt == RTCP_RTPFB_NACK and packet.media_ssrc == stream.ssrc:
-                stream.resend(rtcp_packets.nacked(packet), self._loop.time())
+                stream.resend(rtcp_packets.nacked(packet))
         elif isinstance(packet, RtcpPsfbPacket):
             if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
                 stream.forwarder.request_keyframe()

@@ -14,6 +14,7 @@ import random
 from typing import TYPE_CHECKING
 
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from roomwire.signaling.rate_limit import RateLimit, TokenBucket
 
 from . import rtcp_packets
 from .header_extensions import ExtensionLayout
@@ -29,6 +30,7 @@ KEYFRAME_RETRY = 1.0  # seconds a stream waits for a keyframe before asking agai
 # retransmissions a subscriber may have per second (and at once): 5 % loss of a 1.5 Mbit/s
 # video is ~8/s; a NACK flood must not turn into a flood of resends
 RESENDS_PER_SECOND = 200.0
+RESENDS = RateLimit(rate=RESENDS_PER_SECOND, burst=RESENDS_PER_SECOND)
 
 
 class OutboundStream:
@@ -39,8 +41,7 @@ class OutboundStream:
         "_layout",
         "_open",
         "_pt",
-        "_resend_budget",
-        "_resent_at",
+        "_resends",
         "_rtx_pt",
         "_rtx_seq",
         "_seq_offset",
@@ -77,8 +78,7 @@ class OutboundStream:
         self._epoch_start = 0
         self._ts_offset = random.getrandbits(32)
         self._rtx_seq = random.randrange(0x8000)
-        self._resend_budget = RESENDS_PER_SECOND
-        self._resent_at = 0.0
+        self._resends = TokenBucket(RESENDS)
         self._asked_keyframe_at = float("-inf")
         self.packets_sent = 0
         self.octets_sent = 0
@@ -161,7 +161,7 @@ class OutboundStream:
 
     # -- feedback --------------------------------------------------------------------------------
 
-    def resend(self, seqs: list[int], now: float) -> None:
+    def resend(self, seqs: list[int]) -> None:
         """The subscriber NACKed `seqs` (its own sequence numbers): resend what the cache holds,
         within the stream's budget of RESENDS_PER_SECOND."""
         stats = self._stats
@@ -169,8 +169,6 @@ class OutboundStream:
         cache = self.forwarder.cache
         if not self._open or cache is None or self._writer is None:
             return
-        budget = min(RESENDS_PER_SECOND, self._resend_budget + (now - self._resent_at) * RESENDS_PER_SECOND)
-        self._resent_at = now
         sent_span = (self._high_in - self._epoch_start) & 0xFFFF
         for seq in seqs:
             original = (seq - self._seq_offset) & 0xFFFF
@@ -179,13 +177,11 @@ class OutboundStream:
             packet = cache.get(original)
             if packet is None:
                 continue
-            if budget < 1:
+            if not self._resends.allow():
                 stats.dropped["resend_budget"] += 1
                 continue
-            budget -= 1
             if self._writer.send_rtp(self._retransmission(packet, seq)):
                 stats.nacks_answered += 1
-        self._resend_budget = budget
 
     def _retransmission(self, packet: InboundPacket, seq: int) -> bytes:
         if self._rtx_pt is None:

@@ -161,14 +161,13 @@ async def test_a_gap_is_nacked_repaired_by_rtx_and_forwarded_late_and_a_subscrib
     first = out_seqs(writer)[0]
     assert [(s - first) & 0xFFFF for s in out_seqs(writer)] == [0, 3, 1]  # the repair goes out at once
     # the subscriber lost our copy of 203 and asks for it
-    now = asyncio.get_running_loop().time()
-    stream.resend([(first + 3) & 0xFFFF, (first + 2) & 0xFFFF], now)  # 202 never came: not in the cache
+    stream.resend([(first + 3) & 0xFFFF, (first + 2) & 0xFFFF])  # 202 never came: not in the cache
     retransmission = parsed(writer.rtp[-1], [MID, ABS])
     assert (retransmission.payload_type, retransmission.ssrc) == (121, 0x5151 + 1)
     assert retransmission.payload == ((first + 3) & 0xFFFF).to_bytes(2, "big") + DELTA
     assert (rig.stats.nacks_received, rig.stats.nacks_answered) == (2, 1)
     # a flood of NACKs gets no more than the budget of resends
-    stream.resend([(first + 3) & 0xFFFF] * 1000, now)
+    stream.resend([(first + 3) & 0xFFFF] * 1000)
     assert rig.stats.nacks_answered < 1 + RESENDS_PER_SECOND + 5
     assert rig.stats.dropped["resend_budget"] > 700
     rig.forwarder.close()
@@ -256,7 +255,7 @@ async def test_packets_the_forwarder_cannot_use_are_dropped_and_counted():
     probe = parsed(writer.rtp[-1], [MID, ABS])
     assert len(writer.rtp) == 2 and probe.payload == b"" and probe.padding_size == 4
     first = out_seqs(writer)[0]
-    stream.resend([(first - 1) & 0xFFFF, (first + 2) & 0xFFFF], 0.0)  # numbers it never sent
+    stream.resend([(first - 1) & 0xFFFF, (first + 2) & 0xFFFF])  # numbers it never sent
     assert len(writer.rtp) == 2 and (rig.stats.nacks_received, rig.stats.nacks_answered) == (2, 0)
     rig.forwarder.close()
 
