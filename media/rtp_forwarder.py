@@ -64,8 +64,8 @@ class TrackForwarder:
         self._statistics = aiortc_internals.receive_statistics(self.clock_rate)
         self.ssrc: int | None = None  # the publisher's media SSRC
         self._last: InboundPacket | None = None  # the newest packet
-        self.sender_report: tuple[int, int, float] | None = None  # (NTP, RTP timestamp, loop time)
-        self._last_sr: tuple[int, float] | None = None  # (LSR, loop time) for receiver reports
+        # the publisher's last SR (NTP, RTP timestamp, loop time): the mapping, and our LSR
+        self.sender_report: tuple[int, int, float] | None = None
         self._closed = False
         self._loop = asyncio.get_running_loop()
         self._report_timer = self._loop.call_later(REPORT_INTERVAL, self._report)
@@ -132,7 +132,7 @@ class TrackForwarder:
             logger.info("%s track: source %08x replaced by %08x", self.kind, self.ssrc, rtp.ssrc)
         self.ssrc = rtp.ssrc
         self._statistics = aiortc_internals.receive_statistics(self.clock_rate)
-        self.sender_report = self._last_sr = None
+        self.sender_report = None
         if self._video:
             self.cache = PacketCache()
             self._gaps.close()  # type: ignore[union-attr]
@@ -146,10 +146,8 @@ class TrackForwarder:
     def on_rtcp(self, packet: AnyRtcpPacket) -> None:
         """RTCP from the publisher: its sender reports, for the mapping and our LSR."""
         if isinstance(packet, RtcpSrPacket) and packet.ssrc == self.ssrc:
-            now = self._loop.time()
             info = packet.sender_info
-            self.sender_report = (info.ntp_timestamp, info.rtp_timestamp, now)
-            self._last_sr = ((info.ntp_timestamp >> 16) & 0xFFFFFFFF, now)
+            self.sender_report = (info.ntp_timestamp, info.rtp_timestamp, self._loop.time())
 
     # -- loss and keyframes ----------------------------------------------------------------------
 
@@ -208,8 +206,9 @@ class TrackForwarder:
         if self.ssrc is None or statistics.max_seq is None:
             return
         lsr = dlsr = 0
-        if self._last_sr is not None:
-            lsr, received_at = self._last_sr
+        if self.sender_report is not None:
+            ntp, _, received_at = self.sender_report
+            lsr = (ntp >> 16) & 0xFFFFFFFF
             dlsr = int((self._loop.time() - received_at) * 65536)
         report = RtcpReceiverInfo(
             ssrc=self.ssrc,

@@ -17,6 +17,7 @@ from aiortc.rtp import (
     HeaderExtensionsMap,
     RtcpPacket,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
     RtcpSenderInfo,
     RtcpSrPacket,
@@ -25,7 +26,7 @@ from aiortc.rtp import (
 from roomwire.media.media_metrics import MediaStats
 from roomwire.media.outbound_stream import RESENDS_PER_SECOND, OutboundStream
 from roomwire.media.receive_gaps import GIVE_UP
-from roomwire.media.rtp_forwarder import TrackForwarder
+from roomwire.media.rtp_forwarder import REPORT_INTERVAL, TrackForwarder
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -287,4 +288,17 @@ async def test_sender_reports_carry_the_publishers_ntp_rtp_mapping_into_each_sub
     assert report.sender_info.ntp_timestamp == ntp + 2**31  # half a second later
     assert report.sender_info.rtp_timestamp == (90000 + offset + 45000) & 0xFFFFFFFF
     assert (report.sender_info.packet_count, report.sender_info.octet_count) == (1, len(KEY))
+    rig.forwarder.close()
+
+
+async def test_receiver_reports_to_the_publisher_answer_its_last_sender_report():
+    rig = Rig()
+    rig.send(1, 90000, KEY, marker=True)
+    ntp = 0xE1234567_80000000
+    rig.forwarder.on_rtcp(RtcpSrPacket(ssrc=0x1234, sender_info=RtcpSenderInfo(ntp, 90000, 1, 100)))
+    await asyncio.sleep(REPORT_INTERVAL * 1.5 + 0.1)  # the first report is due by then
+    [receiver_report] = [p for p in RtcpPacket.parse(rig.publisher.rtcp[-1]) if isinstance(p, RtcpRrPacket)]
+    [info] = receiver_report.reports
+    assert (receiver_report.ssrc, info.ssrc, info.highest_sequence) == (0xAAAA, 0x1234, 1)
+    assert info.lsr == 0x4567_8000 and 0 < info.dlsr < 2 * 65536
     rig.forwarder.close()
