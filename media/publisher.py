@@ -60,8 +60,6 @@ class PublishedTrack:
 class _Inbound:
     """One receiving transceiver; outlives the tracks published on it."""
 
-    mid: str
-    kind: str
     transceiver: RTCRtpTransceiver
     stats: MediaStats
     track: PublishedTrack | None = None
@@ -180,7 +178,7 @@ class Publisher:
         inbound = self._inbound.get(mid)
         if inbound is not None:
             return inbound
-        inbound = self._inbound[mid] = _Inbound(mid, transceiver.kind, transceiver, self._stats)
+        inbound = self._inbound[mid] = _Inbound(transceiver, self._stats)
         aiortc_internals.tap_receiver(
             transceiver.receiver, inbound.on_rtp, inbound.on_rtcp, lambda: self._receiver_ended(inbound)
         )
