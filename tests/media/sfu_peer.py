@@ -36,7 +36,10 @@ class ReceivedTrack:
     counted_at: list[float] = field(default_factory=list)  # ... and when each was decoded (loop time)
     frames: int = 0
     first_frame_at: float | None = None
-    first_counter_at: float | None = None
+
+    @property
+    def first_counter_at(self) -> float | None:
+        return self.counted_at[0] if self.counted_at else None
 
 
 def _through(relay: UdpRelay | None, rewrite: str) -> Callable[[str], str]:
@@ -156,8 +159,6 @@ class SfuPeer:
                     if counter is not None:
                         received.counters.append(counter)
                         received.counted_at.append(loop.time())
-                        if received.first_counter_at is None:
-                            received.first_counter_at = loop.time()
 
     def _on_datachannel(self, channel: Any) -> None:
         @channel.on("message")
