@@ -33,8 +33,6 @@ from .congestion import CongestionGuard
 from .media_metrics import MediaStats
 from .outbound_stream import OutboundStream
 
-REPORT_INTERVAL = 1.0  # sender reports, randomised by +-50 % (RFC 3550 6.2)
-
 
 class _Started:
     __slots__ = ("cname", "sink", "writer")
@@ -73,7 +71,7 @@ class OutboundSession:
             stream.pause()
         stream.forwarder.attach(stream)
         if self._report_timer is None:
-            self._report_timer = self._loop.call_later(REPORT_INTERVAL * random.random(), self._report)
+            self._report_timer = self._loop.call_later(rtcp_packets.REPORT_INTERVAL * random.random(), self._report)
         return True
 
     def stop(self, stream: OutboundStream) -> None:
@@ -131,7 +129,7 @@ class OutboundSession:
     # -- RTCP out --------------------------------------------------------------------------------
 
     def _report(self) -> None:
-        self._report_timer = self._loop.call_later(REPORT_INTERVAL * (0.5 + random.random()), self._report)
+        self._report_timer = self._loop.call_later(rtcp_packets.report_delay(), self._report)
         now = self._loop.time()
         for stream, started in self._started.items():
             report = stream.sender_report(now)

@@ -6,6 +6,7 @@ sequence numbers wrap around 65535 and aiortc's packing assumes they do not.
 
 from __future__ import annotations
 
+import random
 import struct
 
 from aiortc.rtp import (
@@ -29,6 +30,12 @@ from aiortc.rtp import (
 _SSRCS = struct.Struct("!LL")
 _FCI = struct.Struct("!HH")
 _CNAME = 1
+REPORT_INTERVAL = 1.0  # seconds between one sender's reports, on average (RFC 3550 6.2)
+
+
+def report_delay() -> float:
+    """The wait before the next report: REPORT_INTERVAL randomised by +-50 % (RFC 3550 6.2)."""
+    return REPORT_INTERVAL * (0.5 + random.random())
 
 
 def nack(ssrc: int, media_ssrc: int, seqs: list[int]) -> bytes:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -31,8 +30,6 @@ from .receive_gaps import ReceiveGaps
 from .rtp_packets import MARKER, InboundPacket, abs_send_time, audio_level_byte, rtx_payload_type
 
 logger = logging.getLogger(__name__)
-
-REPORT_INTERVAL = 1.0  # receiver reports to the publisher, randomised by +-50 % (RFC 3550 6.2)
 
 
 class TrackForwarder:
@@ -68,7 +65,7 @@ class TrackForwarder:
         self.sender_report: tuple[int, int, float] | None = None
         self._closed = False
         self._loop = asyncio.get_running_loop()
-        self._report_timer = self._loop.call_later(REPORT_INTERVAL, self._report)
+        self._report_timer = self._loop.call_later(rtcp_packets.REPORT_INTERVAL, self._report)
 
     # -- ingress ---------------------------------------------------------------------------------
 
@@ -201,7 +198,7 @@ class TrackForwarder:
             self._send_rtcp(rtcp_packets.remb(self._rtcp_ssrc, bitrate, ssrcs))
 
     def _report(self) -> None:
-        self._report_timer = self._loop.call_later(REPORT_INTERVAL * (0.5 + random.random()), self._report)
+        self._report_timer = self._loop.call_later(rtcp_packets.report_delay(), self._report)
         statistics = self._statistics
         if self.ssrc is None or statistics.max_seq is None:
             return

@@ -26,7 +26,8 @@ from aiortc.rtp import (
 from roomwire.media.media_metrics import MediaStats
 from roomwire.media.outbound_stream import RESENDS_PER_SECOND, OutboundStream
 from roomwire.media.receive_gaps import GIVE_UP
-from roomwire.media.rtp_forwarder import REPORT_INTERVAL, TrackForwarder
+from roomwire.media.rtcp_packets import REPORT_INTERVAL
+from roomwire.media.rtp_forwarder import TrackForwarder
 
 pytestmark = pytest.mark.timeout(20)
 
