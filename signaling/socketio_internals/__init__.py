@@ -5,8 +5,9 @@ roomwire needs what the libraries do not offer as public API:
   by the encoder that writes every answer (docs/protocol.md, "JSON rules") (`packets.py`);
 - client event frames that python-socketio mishandles answered in their ack instead: reserved
   names (it hands `connect`/`disconnect` sent as events to the connection handlers), names
-  that are not strings, and frames whose JSON does not decode (it raises and logs a traceback)
-  (`socket_server.py`);
+  that are not strings, frames whose JSON does not decode (it raises and logs a traceback),
+  and binary packets or text ones it reads an attachment count from (a pending one swallows
+  the socket's next frames) (`packets.py`, `socket_server.py`);
 - a bounded send queue per Engine.IO socket (it is unbounded: a client that stops reading
   grows the server without limit) and deadlines for sockets that never complete, or were
   refused, a Socket.IO connect (`engine.py`, `socket_server.py`);

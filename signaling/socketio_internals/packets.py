@@ -37,8 +37,40 @@ class WirePacket(sio_packet.Packet):
     uses_binary_events = False
 
     def decode(self, encoded_packet: str) -> int:
+        """python-socketio's, with every frame read as one whole packet. Its decoder reads a
+        `<digits>-` attachment count after any packet type, so `421-` became an event without
+        an ack id waiting for one binary frame; only binary packets count attachments (the JS
+        parser reads `421-` as ack id 1 and JSON that cannot be valid). Binary packets are
+        refused outright, keeping their ack id: a pending one would swallow the socket's next
+        frames as its attachments, and roomwire's events are JSON."""
+        kind, rest = encoded_packet[:1], encoded_packet[1:]
+        count, dash, after = rest.partition("-") if rest[:1].isdigit() else ("", "", "")
+        counted = bool(dash) and count.isdigit()
+        if kind in _TEXT_KIND_OF_BINARY:
+            return self._refused(
+                _TEXT_KIND_OF_BINARY[kind] + (after if counted else rest),
+                "binary packets are not accepted: roomwire's events are JSON",
+            )
+        if counted:
+            return self._refused(kind + count, "the event's JSON is not valid: it starts with '-'")
         try:
             return super().decode(encoded_packet)
         except orjson.JSONDecodeError as exc:  # raised by the JSON, the last thing decode() reads
-            self.data = RefusedPayload(f"the event's JSON is not valid: {exc}")
-            return 0
+            return self._refused(None, f"the event's JSON is not valid: {exc}")
+
+    def _refused(self, encoded_packet: str | None, why: str) -> int:
+        """Keep the type, namespace and ack id of `encoded_packet` (already read when None), with
+        `why` for its data."""
+        if encoded_packet is not None:
+            try:
+                super().decode(encoded_packet)
+            except orjson.JSONDecodeError:
+                pass
+        self.data = RefusedPayload(why)
+        return 0
+
+
+_TEXT_KIND_OF_BINARY = {
+    str(sio_packet.BINARY_EVENT): str(sio_packet.EVENT),
+    str(sio_packet.BINARY_ACK): str(sio_packet.ACK),
+}

@@ -62,8 +62,10 @@ async def test_reserved_event_names_are_refused_and_change_nothing(running):
 
 @pytest.mark.parametrize(
     "frame",
-    ['[5,{"a":1}]', "[null]", "[true]", "[1.5]", "[]", '{"event":"join"}', '"join"', '[["join"]]'],
-)
+    ['[5,{"a":1}]', "[null]", "[true]", "[1.5]", "[]", '{"event":"join"}', '"join"', '[["join"]]',
+     # `42<id>-` once read as an event waiting for <id> binary attachments, and never answered
+     "-", '-["update",{"name":"x"}]'],
+)  # fmt: skip
 async def test_event_frames_without_a_string_name_are_answered(running, frame, caplog):
     alice = await joined_raw(running, "r1", "alice")
     with caplog.at_level(logging.INFO):
@@ -71,6 +73,18 @@ async def test_event_frames_without_a_string_name_are_answered(running, frame, c
     assert ack["ok"] is False and ack["error"]["code"] == "bad_request"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert (await alice.call("update", {"name": "still here"}))["ok"]
+    await alice.close()
+
+
+async def test_binary_packets_are_refused_and_do_not_swallow_the_next_frames(running):
+    alice = await joined_raw(running, "r1", "alice")
+    await alice.send('451-7["update",{"name":"bin"}]')  # would wait for one binary frame
+    await alice.send("456[]")  # would wait for none, and refuse every frame after it
+    assert (await alice.call("update", {"name": "still here"}))["ok"]
+    for ack_id in (7, 6):
+        frame = next(f for f in alice.frames if f.startswith(f"43{ack_id}["))
+        assert '"code":"bad_request"' in frame and "binary" in frame, frame
+    assert await identities(running, "r1") == ["alice"]
     await alice.close()
 
 

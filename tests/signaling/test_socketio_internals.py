@@ -94,6 +94,7 @@ LIBRARY_SOURCE = [
     ("socketio.async_server.AsyncServer._handle_event_internal", "472e8b723a12d507"),
     ("socketio.async_server.AsyncServer._send_packet", "a00022b42c1c29e9"),
     ("socketio.async_server.AsyncServer._handle_eio_message", "bef50fc0e1635921"),
+    ("socketio.packet.Packet.decode", "61ad7904b539f472"),
     ("socketio.async_server.AsyncServer.handle_request", "fdf4d1481b6ae726"),
     ("socketio.base_server.BaseServer._get_event_handler", "e18d9a6570aaaaf4"),
     ("socketio.base_manager.BaseManager.basic_disconnect", "2933b50bc4b2ea7b"),
