@@ -29,6 +29,8 @@ MAX_PACKET_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
 
 SIGNAL_TYPES = ("offer", "answer", "candidate", "bye")
+# the schemes of the `iceServers` URLs that are TURN servers (RFC 7065)
+TURN_SCHEMES = ("turn:", "turns:")
 # `from` of a message the server (REST, an embedding app) sends: no participant may have it.
 SERVER_IDENTITY = "server"
 # `kicked {reason}` for a connection whose participant the room no longer lists (it was removed

@@ -16,9 +16,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from .protocol import TURN_SCHEMES
+
 DEFAULT_TTL = 3600
 MAX_TTL = 24 * 3600  # coturn's own default limit; a longer-lived password is a leaked password
-TURN_SCHEMES = ("turn:", "turns:")
 
 
 class TurnCredentials:

@@ -21,6 +21,7 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from roomwire.media.rtc import rtc_configuration  # always explicit ICE servers: aiortc's default is unreachable
+from roomwire.signaling.protocol import TURN_SCHEMES
 
 from .tracks import RemoteTrack, SenderTrack, TrackInfo
 
@@ -268,7 +269,7 @@ def turn_urls(config: RTCConfiguration) -> list[str]:
     """The turn: and turns: URLs among the ICE servers of a configuration."""
     servers = config.iceServers or []
     urls = [url for server in servers for url in ([server.urls] if isinstance(server.urls, str) else server.urls)]
-    return [url for url in urls if url.startswith(("turn:", "turns:"))]
+    return [url for url in urls if url.startswith(TURN_SCHEMES)]
 
 
 def _refusal(message: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from roomwire.media.sfu import SFU
 from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack
 
 from tests.conftest import REPO
-from tests.media.sfu_peer import SfuPeer
+from tests.media.sfu_peer import SfuPeer, wait_until
 from tests.sio_client import joined_client
 
 pytestmark = pytest.mark.timeout(120)
@@ -46,14 +46,6 @@ async def stop(process: asyncio.subprocess.Process) -> None:
     await asyncio.wait_for(process.wait(), 15)
 
 
-async def eventually(predicate, timeout: float = 30) -> None:
-    for _ in range(int(timeout / 0.1)):
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise TimeoutError("the condition never held")
-
-
 @pytest.fixture
 async def dev_sfu(make_server):
     return await make_server(media=SFU(ice_servers=[]), dev=True)
@@ -74,7 +66,7 @@ async def test_echo_bot_example_returns_a_persons_video(dev_sfu):
             mids = {t["mid"] for t in person.track_maps[-1] if t["identity"].startswith("echo-")}
             return max((len(r.counters) for mid, r in person.received.items() if mid in mids), default=0)
 
-        await eventually(lambda: echoed_counters() >= 10)  # our own pattern, back from the bot
+        await wait_until(lambda: echoed_counters() >= 10, timeout=30)  # our own pattern, back from the bot
     finally:
         await person.close()
         await stop(process)

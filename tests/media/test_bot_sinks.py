@@ -11,21 +11,14 @@ from roomwire.media.bot.sinks import Echo, FrameCounter, Recorder
 from roomwire.media.sfu import SFU
 from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack, read_frame_counter
 
+from tests.media.sfu_peer import wait_until
+
 pytestmark = pytest.mark.timeout(90)
 
 
 @pytest.fixture
 async def sfu_running(make_server):
     return await make_server(media=SFU(ice_servers=[]))
-
-
-async def eventually(predicate, timeout: float = 20) -> None:
-    """Poll `predicate` (state that no event announces, such as frames a sink wrote)."""
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError("the condition never held")
 
 
 def decodable(path) -> tuple[int, float, list[int]]:
@@ -53,7 +46,7 @@ async def test_recorder_records_three_seconds_of_a_pattern_bot(sfu_running, tmp_
     ):
         recorder = Recorder(tmp_path, media_format).attach(recorder_bot)
         await pattern.publish(PatternVideoTrack(320, 240, 30), ToneAudioTrack())
-        await eventually(lambda: bool(recorder.recordings and recorder.recordings["pattern"].frames["video"]))
+        await wait_until(lambda: bool(recorder.recordings and recorder.recordings["pattern"].frames["video"]), 20)
         await asyncio.sleep(3)
         files = await recorder.close()
     assert files == [tmp_path / f"pattern.{media_format}"]
@@ -105,7 +98,7 @@ async def test_echo_returns_a_participants_camera_but_ignores_bots(sfu_running):
                 echo_mids = {t["mid"] for t in latest if t["identity"] == "echo"}
                 return max((len(r.counters) for mid, r in person.received.items() if mid in echo_mids), default=0)
 
-            await eventually(lambda: echoed_frames() >= 10)
+            await wait_until(lambda: echoed_frames() >= 10, 20)
             assert echo.relays["video"].following.identity == "person"
         finally:
             await person.close()
@@ -118,10 +111,11 @@ async def test_a_participants_file_is_finished_when_it_leaves(sfu_running, tmp_p
         for n in range(2):  # the same participant twice: two files
             async with Bot.connect(sfu_running.url, token("m", "pattern")) as pattern:
                 await pattern.publish(PatternVideoTrack(160, 120, 30))
-                await eventually(
-                    lambda: "pattern" in recorder.recordings and recorder.recordings["pattern"].frames["video"] > 10
+                await wait_until(
+                    lambda: "pattern" in recorder.recordings and recorder.recordings["pattern"].frames["video"] > 10,
+                    20,
                 )
-            await eventually(lambda count=n + 1: len(recorder.finished) == count)
+            await wait_until(lambda count=n + 1: len(recorder.finished) == count, 20)
         assert recorder.finished == [tmp_path / "pattern.webm", tmp_path / "pattern-2.webm"]
         for path in recorder.finished:
             video, _, counters = decodable(path)
