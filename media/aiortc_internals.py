@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import queue
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -118,6 +119,7 @@ def tap_receiver(
         raise IncompatibleAiortc("RTCRtpReceiver's decoder queue is not where it used to be")
     aiortc_rtcp = receiver._handle_rtcp_packet
     setattr(receiver, _TAP, on_rtp)
+    _guard_rtcp_routing(receiver.transport)
 
     async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
         _take_rtp_early(receiver.transport)
@@ -130,6 +132,26 @@ def tap_receiver(
     receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
     receiver._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
     setattr(receiver, _DECODER_QUEUE, _EndSignal(current, on_end))
+
+
+def _guard_rtcp_routing(dtls: RTCDtlsTransport) -> None:
+    """aiortc routes a REMB by the SSRCs its FCI lists and reads as many as the FCI's count
+    byte says: a count larger than the packet raises `struct.error`, which aiortc does not
+    catch (only ValueError), and the connection's DTLS reader task dies with it (no more RTCP,
+    no data channels). Such a REMB is dropped instead, as aiortc drops RTCP it cannot parse.
+    Once per connection."""
+    router = dtls._rtp_router
+    if "route_rtcp" in router.__dict__:
+        return
+    route_rtcp = router.route_rtcp
+
+    def guarded(packet: AnyRtcpPacket) -> set[Any]:
+        try:
+            return route_rtcp(packet)
+        except struct.error:
+            return set()
+
+    router.route_rtcp = guarded
 
 
 def _take_rtp_early(dtls: RTCDtlsTransport) -> None:
@@ -278,6 +300,7 @@ class RtcpSink:
         self._ssrc = ssrc  # the router's key
         self._handler = handler
         self._dtls = dtls
+        _guard_rtcp_routing(dtls)
         dtls._rtp_router.register_sender(self, ssrc)
 
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:

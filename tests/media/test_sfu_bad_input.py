@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
 from roomwire.media.data_relay import MAX_BUFFERED_BYTES
 from roomwire.media.sources import PatternVideoTrack, ToneAudioTrack
 
@@ -121,3 +122,26 @@ async def test_a_publisher_flooding_the_data_channel_cannot_grow_server_memory(s
     carol = await peers("carol")
     assert (await carol.subscribe())["ok"]
     await wait_until(lambda: len(bob.data) == 60, timeout=30)
+
+
+async def test_a_remb_that_lists_more_ssrcs_than_it_holds_is_dropped_and_the_connection_carries_on(peers):
+    """aiortc reads as many SSRCs as a REMB's count byte says; a short FCI must not end the
+    subscriber connection's RTCP and data channel reader on the server."""
+    alice = await peers("alice")
+    bob = await peers("bob")
+    await bob.subscribe()
+    assert (await alice.publish([PatternVideoTrack()], data=True))["ok"]
+    opened = asyncio.Event()
+    alice.publisher_channel.on("open", opened.set)
+    await asyncio.wait_for(opened.wait(), 10)
+    await bob.wait_video_frames(5)
+    alice.publisher_channel.send('"before"')
+    await bob.wait_data(1)
+
+    remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=b"REMB\x05\x01\x00\x00")  # 5 SSRCs, none there
+    await bob.subscriber.getTransceivers()[0].receiver.transport._send_rtp(bytes(remb))
+    await asyncio.sleep(0.3)
+    # 40 messages of 2 KB need the server to read bob's SCTP acknowledgements
+    for i in range(40):
+        alice.publisher_channel.send('"' + str(i) * 2000 + '"')
+    await bob.wait_data(41, timeout=15)
