@@ -404,13 +404,10 @@ class RedisBackend(StateBackend):
         return task is not None and not task.done()
 
     async def _deliver(self, room: str, last_id: tuple[int, int], deliver: Deliver, wanted: Callable[[], bool]) -> None:
-        async def take(_: str, fields: dict[str, Any]) -> None:
+        async def take(_: str, fields: dict[str, Any]) -> None:  # read_stream logs what fails
             event = json.loads(fields["e"])
             self._saw(room, event)
-            try:
-                await deliver(event)
-            except Exception:
-                log.exception("delivering an event of room %s failed", room)
+            await deliver(event)
 
         try:
             # `wanted()` is checked and the task ends in one step, so a join that finds this task

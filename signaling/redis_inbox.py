@@ -93,7 +93,10 @@ class NodeInbox:
 
     async def _read_forever(self, last_id: str) -> None:
         async def take(_: str, fields: dict[str, Any]) -> None:
-            await self._take(orjson.loads(fields["c"]))
+            command = orjson.loads(fields["c"])
+            if not isinstance(command, dict):
+                raise ValueError(f"not a command: {fields['c'][:200]!r}")
+            await self._take(command)
 
         await self.link.read_stream(self.key(self.node_id), last_id, take)
 
@@ -111,6 +114,8 @@ class NodeInbox:
         self._seen.append(command_id)
         self._seen_set.add(command_id)
         if "rid" in command:  # a request may take long (a client's ack): never hold the inbox
+            if not isinstance(command.get("reply_to"), str):
+                raise ValueError(f"request {command_id!r} names no node to reply to")
             task = asyncio.create_task(self._answer(command))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

@@ -108,7 +108,9 @@ class RedisLink:
     ) -> None:
         """Hand every entry of a stream after `last_id` to `take`, in order, while `wanted()`;
         through Redis outages (with backoff). After a Redis restart a stream starts again with
-        later ids (they are times), so reading on from `last_id` misses nothing of the new one."""
+        later ids (they are times), so reading on from `last_id` misses nothing of the new one.
+        An entry that `take` fails on (not one this release writes) is logged and skipped: one bad
+        entry must not end the reading for good."""
         delay = BACKOFF_FIRST
         while wanted():
             try:
@@ -121,7 +123,10 @@ class RedisLink:
             for _, entries in reply or []:
                 for entry_id, fields in entries:
                     last_id = entry_id
-                    await take(entry_id, fields)
+                    try:
+                        await take(entry_id, fields)
+                    except Exception:
+                        log.exception("entry %s of stream %s could not be handled; skipped", entry_id, key)
 
     async def close(self) -> None:
         await self.redis.aclose()

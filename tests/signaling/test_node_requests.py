@@ -79,3 +79,20 @@ async def test_a_node_that_dies_before_replying_costs_the_caller_an_error_not_a_
     assert failed.value.code == "unavailable"
     assert loop.time() - started < 4 + 2 + 1  # the call's timeout and the margin for the hop
     await client.sio.disconnect()
+
+
+async def test_entries_a_node_cannot_read_in_its_inbox_are_skipped_and_it_goes_on_serving(
+    caller: RunningServer, other_node
+) -> None:
+    """One bad entry (another release's, or a stray XADD) must not end the node's inbox reader."""
+    client, _ = await joined_client(other_node.url, caller.token("r", "sub"))
+    client.sio.on("sfu.offer", lambda offer: {"sdp": "v=0 answer"})
+    member = await caller.server.backend.membership("r", "sub")
+    assert member is not None
+    inbox = caller.server.backend.inbox
+    key = inbox.key(other_node.node_id)
+    for fields in ({"x": "no command"}, {"c": "not json"}, {"c": "[1, 2]"}, {"c": '{"op": "call", "rid": "r1"}'}):
+        await inbox.link.redis.xadd(key, fields)
+    reply = await caller.server.courier.call(member, "sfu.offer", {"sdp": "v=0 offer"}, timeout=5)
+    assert reply == {"sdp": "v=0 answer"}
+    await client.close()
