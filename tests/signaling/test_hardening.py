@@ -244,7 +244,7 @@ async def test_a_refused_websocket_is_closed_soon_after(make_server):
 
 async def test_events_before_the_namespace_connect_are_answered_unauthorized(running):
     raw = await RawSocket.open(running.url, connect=False)
-    for body in ('["join",{}]', '["connect",{}]', '[5,{}]', '["join",{'):
+    for body in ('["join",{}]', '["connect",{}]', "[5,{}]", '["join",{'):
         ack = await raw.call_raw(body)
         assert ack == {"ok": False, "error": {"code": "unauthorized", "message": "connect to the namespace first"}}
     await raw.send("40" + json.dumps({"token": running.token("r1", "alice")}))
