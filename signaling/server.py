@@ -85,6 +85,10 @@ class SignalingServer:
         socket_limits: SocketLimits | None = None,
     ) -> None:
         socketio_internals.verify()
+        if backend is not None and retention is not None:
+            raise ValueError(
+                "retention is the backend's: pass it to MemoryBackend(retention) or RedisBackend(url, retention)"
+            )
         self.issuer = TokenIssuer(secret)
         self.backend = backend or MemoryBackend(retention)
         self.media = media

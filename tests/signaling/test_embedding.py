@@ -6,6 +6,8 @@ import asyncio
 import importlib.util
 
 import aiohttp
+import pytest
+from roomwire.signaling import MemoryBackend, Retention, SignalingServer
 
 from tests.conftest import REPO, SECRET, RunningServer, start_app
 from tests.sio_client import SioClient
@@ -75,3 +77,10 @@ async def test_embedded_app_keeps_its_routes_and_gains_rooms():
         ]
     finally:
         await runner.cleanup()
+
+
+async def test_a_retention_beside_a_backend_of_ones_own_is_refused_not_ignored():
+    with pytest.raises(ValueError, match="MemoryBackend\\(retention\\)"):
+        SignalingServer(secret=SECRET, backend=MemoryBackend(), retention=Retention(max_events=5))
+    backend = MemoryBackend(Retention(max_events=5))
+    assert SignalingServer(secret=SECRET, backend=backend).backend is backend
