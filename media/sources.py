@@ -47,6 +47,12 @@ class _Pacer:
         return pts
 
 
+def check_pattern_size(width: int, height: int) -> None:
+    """ValueError unless a PatternVideoTrack can draw frames of this size."""
+    if width < CELLS * 4 or height < 40 or width % 2 or height % 2:
+        raise ValueError(f"{width}x{height}: the pattern's frames must be even-sized and at least {CELLS * 4}x40")
+
+
 class PatternVideoTrack(MediaStreamTrack):
     """A `width`x`height` video at `fps`: a scrolling diagonal pattern plus the frame counter.
 
@@ -57,8 +63,7 @@ class PatternVideoTrack(MediaStreamTrack):
 
     def __init__(self, width: int = 640, height: int = 480, fps: float = 30) -> None:
         super().__init__()
-        if width < CELLS * 4 or height < 40 or width % 2 or height % 2:
-            raise ValueError("the frame must be even-sized and at least 128x40")
+        check_pattern_size(width, height)
         self.width, self.height, self.fps = width, height, fps
         self._pacer = _Pacer(fps, VIDEO_CLOCK_RATE)
         self._time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)

@@ -32,6 +32,12 @@ def size(text: str) -> tuple[int, int]:
         width, height = (int(part) for part in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 640x480") from None
+    from roomwire.media.sources import check_pattern_size
+
+    try:
+        check_pattern_size(width, height)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return width, height
 
 
@@ -60,7 +66,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--format", choices=["webm", "mp4"], default="webm", help="recording format (webm)")
     p.add_argument("--duration", type=float, metavar="S", help="leave after S seconds (default: run until Ctrl+C)")
     p.add_argument("--count", type=int, default=1, metavar="N", help="run N bots in this process")
-    p.add_argument("--stats", type=float, default=2.0, metavar="S", help="print frames/s every S seconds (0: never)")
+    p.add_argument("--stats", type=float, default=2.0, metavar="S", help="print frames/s every S seconds (0: never; 2)")
     p.set_defaults(run=run)
 
 

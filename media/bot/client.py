@@ -176,7 +176,7 @@ class Bot:
             error = error.get("data") if isinstance(error.get("data"), dict) else error
             if "code" in error:
                 raise BotError(error["code"], f"the server refused the token: {error.get('message')}") from None
-            raise BotError("unreachable", f"cannot connect to {self.url}: {exc}") from None
+            raise BotError("unreachable", f"cannot reach {self.url}: {exc}") from None
         self._dropped.clear()
         ack = await self._call("join", {})
         self._apply_snapshot(ack)

@@ -51,6 +51,12 @@ async def test_failures_exit_non_zero_with_a_clear_message(make_server, tmp_path
     code, _, err = await run_cli("--url", "http://127.0.0.1:9", "--room", "r", "--dev")
     assert code == 1 and "cannot reach http://127.0.0.1:9" in err
 
+    code, _, err = await run_cli("--url", "http://127.0.0.1:9", "--room", "r", "--token", "t")
+    assert code == 1 and "cannot reach http://127.0.0.1:9" in err
+
+    code, _, err = await run_cli("--url", plain.url, "--room", "r", "--dev", "--pattern", "--size", "99x40")
+    assert code == 2 and "at least 128x40" in err
+
     code, _, err = await run_cli("--url", plain.url, "--room", "r", "--token", "not-a-token")
     assert code == 1 and "refused the token (unauthorized)" in err
 
