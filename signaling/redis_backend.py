@@ -110,7 +110,7 @@ class RedisBackend(StateBackend):
                     "place_media", "keep_media", "release_media")}  # fmt: skip
         self._scripts = scripts
         self._held: dict[tuple[str, str], Held] = {}
-        self._pending_leaves: dict[tuple[str, str], str] = {}
+        self._joining: set[tuple[str, str, str]] = set()  # (room, identity, owner) while JOIN runs
         self._followers: dict[str, RoomFollower] = {}
         self._deliveries: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -118,8 +118,8 @@ class RedisBackend(StateBackend):
         self.on_taken: LostHandler | None = None
 
     def on_node_lost(self, handler: LostHandler) -> None:
-        """Route the leaves of a dead node's participants (and of this node's own participants
-        whose leave Redis could not take) through `handler` (default: leave here)."""
+        """Route the leaves of a dead node's participants (and of the participants Redis says
+        this node holds but it does not: `_leave_strays`) through `handler` (default: leave here)."""
         self.on_lost = handler
 
     def on_taken_over(self, handler: LostHandler) -> None:
@@ -149,8 +149,13 @@ class RedisBackend(StateBackend):
 
     async def join(self, room: str, participant: Participant, owner: str) -> JoinResult:
         encoded = encode(participant)
-        reply = await self._run("join", room, participant["identity"], encoded, owner, self.node_id)
-        self._held[(room, participant["identity"])] = Held(owner, encoded)
+        joining = (room, participant["identity"], owner)
+        self._joining.add(joining)
+        try:
+            reply = await self._run("join", room, participant["identity"], encoded, owner, self.node_id)
+            self._held[(room, participant["identity"])] = Held(owner, encoded)
+        finally:
+            self._joining.discard(joining)
         self._appended(room)
         event, previous, epoch, offset, *members = reply
         snapshot = Recovery(epoch, int(offset), participants=_participants(members))
@@ -164,12 +169,9 @@ class RedisBackend(StateBackend):
         held = self._held.get((room, identity))
         if held is not None and (owner is None or owner == held.owner):
             del self._held[(room, identity)]
-        try:
-            event = await self._run("leave", room, identity, owner or "")
-        except ProtocolError:
-            if held is not None and (owner is None or owner == held.owner):
-                self._pending_leaves[(room, identity)] = held.owner  # retried once Redis is back
-            raise
+        # If Redis cannot take the leave, it still lists the participant as this node's: the
+        # next registration finds it there and leaves it (`_leave_strays`).
+        event = await self._run("leave", room, identity, owner or "")
         if event is None:
             return None
         self._appended(room)
@@ -293,8 +295,9 @@ class RedisBackend(StateBackend):
     # -- after an outage ---------------------------------------------------------------------
 
     async def reregister(self) -> None:
-        """Tell Redis again every participant this node holds, room by room, then retry the
-        leaves it could not take. Raises RedisError (the heartbeat retries)."""
+        """Tell Redis again every participant this node holds, room by room; once Redis serves
+        this node again, leave those it lists for this node that it does not hold. Raises
+        RedisError (the heartbeat retries)."""
         by_room: dict[str, list[str]] = {}
         for (room, identity), held in list(self._held.items()):
             by_room.setdefault(room, []).extend((identity, held.owner, held.participant))
@@ -306,15 +309,26 @@ class RedisBackend(StateBackend):
                 held = self._held.pop((room, identity), None)
                 if held is not None and self.on_taken is not None:
                     await self._quietly(self.on_taken, room, identity, held.owner)
-        pending, self._pending_leaves = self._pending_leaves, {}
-        for (room, identity), owner in pending.items():
-            # after `back()`: the leave runs as an ordinary operation
-            asyncio.get_running_loop().call_soon(self._spawn_leave, room, identity, owner)
-
-    def _spawn_leave(self, room: str, identity: str, owner: str) -> None:
-        task = asyncio.create_task(self._quietly(self.on_lost, room, identity, owner))
+        task = asyncio.create_task(self._leave_strays())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _leave_strays(self) -> None:
+        """Leave the participants Redis lists as this node's that this node does not hold: a
+        leave Redis could not take, a join Redis carried out after its caller gave up waiting
+        (a stall), or a previous process under this node id that was killed and restarted
+        before any other node reaped it. Runs once the registration is complete."""
+        await self.link.registered.wait()
+        try:
+            async with self.link.command():
+                entries = await self.redis.smembers(self.link.key("node", self.node_id, "held"))
+        except ProtocolError:
+            return  # Redis went away again: the next registration looks again
+        for entry in entries:
+            room, identity, owner = json.loads(entry)
+            held = self._held.get((room, identity))
+            if (held is None or held.owner != owner) and (room, identity, owner) not in self._joining:
+                await self._quietly(self.on_lost, room, identity, owner)
 
     async def _quietly(self, handler: LostHandler, room: str, identity: str, owner: str) -> None:
         try:
@@ -460,7 +474,11 @@ class RedisBackend(StateBackend):
         try:
             held_key = self.link.key("node", node, "held")
             held = await self.redis.smembers(held_key)
+            alive = self.link.key("node", node, "alive")
             for entry in held:
+                if await self.redis.exists(alive):  # it came back meanwhile: its own again
+                    log.info("node %s is back: its participants are left to it", node)
+                    return
                 room, identity, owner = json.loads(entry)
                 await self._quietly(self.on_lost, room, identity, owner)
             log.info("node %s is gone: %d participant(s) removed", node, len(held))

@@ -75,6 +75,9 @@ class NodeLiveness:
         return self.link.key("nodes")
 
     async def start(self) -> None:
+        # The first beat registers whatever its key says: a previous process under this node id
+        # may have left participants that are not this one's (`reregister` lets them go).
+        self.link.registered.clear()
         await self.beat()
         self._tasks = [
             asyncio.create_task(self._every_interval(self.beat), name="roomwire-redis-heartbeat"),

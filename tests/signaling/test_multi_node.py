@@ -18,6 +18,7 @@ from roomwire.signaling import SignalingServer
 from roomwire.signaling.redis_backend import RedisBackend
 
 from tests.conftest import SECRET, RunningServer, free_port, start_app
+from tests.node_process import NodeProcess
 from tests.signaling.redis_server import running_redis
 from tests.signaling.sse_reader import SSEReader
 from tests.sio_client import SioClient, joined_client
@@ -187,6 +188,33 @@ async def test_dead_node_participants_leave(start_node: StartNode, redis_url: st
         if doomed.poll() is None:
             doomed.kill()
             doomed.wait(timeout=10)
+
+
+async def test_a_node_restarted_under_its_node_id_lets_its_previous_participants_go(
+    start_node: StartNode, redis_url: str
+) -> None:
+    """kill -9 and a restart before any other node reaps it (a supervisor, a fixed --node-id):
+    the participants of the killed process must not stay in their rooms for good."""
+    survivor = await start_node()
+    doomed = await NodeProcess(redis_url).start()
+    try:
+        observer = await connected(survivor, "obs")
+        await observer.call("join")
+        victim = SioClient()
+        await victim.connect(doomed.url, survivor.token("r", "victim"))
+        assert (await victim.call("join"))["ok"]
+        await observer.wait_for("presence", lambda e: e["participant"]["identity"] == "victim")
+        doomed.kill()
+        await doomed.process.wait()
+        doomed = await NodeProcess(redis_url, port=doomed.port).start()  # the same node id
+        await observer.wait_for(
+            "presence", lambda e: e["type"] == "leave" and e["participant"]["identity"] == "victim", timeout=10
+        )
+        assert await survivor.server.backend.membership("r", "victim") is None
+        await observer.close()
+        await victim.close()
+    finally:
+        await doomed.stop()
 
 
 async def test_presence_reaches_every_socket_in_log_order(nodes: list[RunningServer], redis: aioredis.Redis) -> None:
