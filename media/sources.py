@@ -26,6 +26,11 @@ BLACK, WHITE = 16, 235
 AUDIO_SAMPLE_RATE = 48000
 
 
+# Nobody read frames for this long (no connection, a reconnect): go on at the steady rate from
+# now instead of handing out every missed frame at once.
+MAX_LAG = 0.5
+
+
 class _Pacer:
     """Hands out presentation timestamps and sleeps so frames leave at a steady rate."""
 
@@ -39,9 +44,12 @@ class _Pacer:
         if self._start is None:
             self._start = time.monotonic()
         else:
-            delay = self._start + self.count * self._period - time.monotonic()
+            now = time.monotonic()
+            delay = self._start + self.count * self._period - now
             if delay > 0:
                 await asyncio.sleep(delay)
+            elif delay < -MAX_LAG:
+                self._start = now - self.count * self._period
         pts = round(self.count * self._step)
         self.count += 1
         return pts

@@ -144,6 +144,7 @@ def watch(running: RunningBot) -> None:
     say(label, f"joined room {bot.room} as {bot.identity}; {others()}")
     bot.on_join(lambda p: say(label, f"{p['identity']} joined ({p.get('transport')}); {others()}"))
     bot.on_leave(lambda p: say(label, f"{p['identity']} left; {others()}"))
+    bot.on_disconnect(lambda b: say(label, f"lost the connection to {b.url}; reconnecting"))
     bot.on_reconnect(lambda b: say(label, f"reconnected (#{b.reconnects}); {others()}"))
 
     def on_track(track: RemoteTrack) -> None:

@@ -84,7 +84,7 @@ class Bot:
         self._changed = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self._callbacks: dict[str, list[Callable[..., Any]]] = {
-            name: [] for name in ("track", "message", "join", "leave", "presence", "reconnect")
+            name: [] for name in ("track", "message", "join", "leave", "presence", "disconnect", "reconnect")
         }
         self._track_queues: set[asyncio.Queue[RemoteTrack | None]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -216,7 +216,10 @@ class Bot:
         while True:
             await self._dropped.wait()
             await self._teardown()
-            if not self._reconnect or self.kicked is not None or not await self._rejoin():
+            if not self._reconnect or self.kicked is not None:
+                break
+            self._fire("disconnect", self)
+            if not await self._rejoin():
                 break
             self.reconnects += 1
             self._fire("reconnect", self)
@@ -347,6 +350,10 @@ class Bot:
     def on_presence(self, callback: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
         """Every raw presence event `{type, participant, epoch, offset, ts}`."""
         return self._register("presence", callback)
+
+    def on_disconnect(self, callback: Callable[[Bot], Any]) -> Callable[[Bot], Any]:
+        """The connection dropped and the bot is reconnecting (`on_reconnect` when it is back)."""
+        return self._register("disconnect", callback)
 
     def on_reconnect(self, callback: Callable[[Bot], Any]) -> Callable[[Bot], Any]:
         return self._register("reconnect", callback)

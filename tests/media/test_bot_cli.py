@@ -193,7 +193,8 @@ async def test_a_cut_cli_bot_reconnects_and_publishes_again(make_server):
         assert len(before) == 2
         sid = next(iter(server.server.sockets.connections))
         await server.server.sio.disconnect(sid)
-        await read_until(bot, r"reconnected \(#1\)")
+        seen = await read_until(bot, r"reconnected \(#1\)")
+        assert f"lost the connection to {server.url}; reconnecting" in seen
         for _ in range(100):
             after = {t.sid for t in server.server.media.tracks("m")}
             if len(after) == 2 and not after & before:

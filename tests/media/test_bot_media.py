@@ -97,6 +97,8 @@ async def test_cut_bot_reconnects_and_publishes_again(sfu_running):
         Bot.connect(sfu_running.url, token("m", "viewer")) as viewer,
     ):
         await publisher.publish(source)
+        dropped: list[int] = []
+        publisher.on_disconnect(lambda bot: dropped.append(bot.reconnects))
         tracks = viewer.tracks()
         async with asyncio.timeout(15):
             first = await anext(tracks)
@@ -111,6 +113,7 @@ async def test_cut_bot_reconnects_and_publishes_again(sfu_running):
         # the same source, continued: its counter kept running across the reconnect
         assert after[0] > before[-1]
         assert publisher.reconnects == 1 and first.ended
+        assert dropped == [0], "told once, before it reconnected"
         with contextlib.suppress(StopAsyncIteration):
             await tracks.aclose()
 
