@@ -17,6 +17,8 @@ class Roster:
     others: dict[str, Participant] = field(default_factory=dict)  # by identity
     epoch: str = ""
     offset: int = 0
+    # who was here when the log restarted: the new epoch's replay of them is no news
+    _before: dict[str, Participant] = field(default_factory=dict, repr=False)
 
     def apply_snapshot(self, ack: dict[str, Any]) -> tuple[list[Participant], list[Participant]]:
         """Take a join ack; returns who joined and who left since the previous snapshot
@@ -24,6 +26,7 @@ class Roster:
         self.room, self.me = ack.get("room", ""), ack.get("self") or {}
         self.identity = self.me.get("identity", "")
         self.epoch, self.offset = ack.get("epoch", ""), ack.get("offset", 0)
+        self._before = {}
         before = self.others
         self.others = {
             p["identity"]: p
@@ -44,6 +47,7 @@ class Roster:
             # the log restarted (a new epoch): what it says from its offset 1 is the whole room
             if event.get("offset") != 1:
                 return "resync"
+            self._before = self.others
             self.epoch, self.offset, self.others = event["epoch"], 0, {}
         if isinstance(event.get("offset"), int):
             if event["offset"] <= self.offset:
@@ -56,7 +60,8 @@ class Roster:
                 self.me = participant
             return None
         if kind == "leave":
+            self._before.pop(identity, None)
             return "leave" if self.others.pop(identity, None) is not None else None
-        known = identity in self.others
+        known = identity in self.others or self._before.pop(identity, None) is not None
         self.others[identity] = participant
         return None if known else "join"
