@@ -321,14 +321,25 @@ class RedisBackend(StateBackend):
         await self.link.registered.wait()
         try:
             async with self.link.command():
-                entries = await self.redis.smembers(self.link.key("node", self.node_id, "held"))
+                entries = await self._held_by(self.node_id)
         except ProtocolError:
             return  # Redis went away again: the next registration looks again
-        for entry in entries:
-            room, identity, owner = json.loads(entry)
+        for room, identity, owner in entries:
             held = self._held.get((room, identity))
             if (held is None or held.owner != owner) and (room, identity, owner) not in self._joining:
                 await self._quietly(self.on_lost, room, identity, owner)
+
+    async def _held_by(self, node: str) -> list[tuple[str, str, str]]:
+        """(room, identity, owner) of every participant Redis lists as `node`'s; an entry that
+        is not one (no script of this release writes it) is logged and skipped."""
+        held = []
+        for entry in await self.redis.smembers(self.link.key("node", node, "held")):
+            try:
+                room, identity, owner = json.loads(entry)
+                held.append((str(room), str(identity), str(owner)))
+            except (ValueError, TypeError):
+                log.warning("node %s: a held entry that is not (room, identity, owner) skipped: %.200r", node, entry)
+        return held
 
     async def _quietly(self, handler: LostHandler, room: str, identity: str, owner: str) -> None:
         try:
@@ -472,17 +483,15 @@ class RedisBackend(StateBackend):
         if not await self.redis.set(lock, self.node_id, nx=True, px=REAP_LOCK_MS):
             return  # another survivor is on it
         try:
-            held_key = self.link.key("node", node, "held")
-            held = await self.redis.smembers(held_key)
+            held = await self._held_by(node)
             alive = self.link.key("node", node, "alive")
-            for entry in held:
+            for room, identity, owner in held:
                 if await self.redis.exists(alive):  # it came back meanwhile: its own again
                     log.info("node %s is back: its participants are left to it", node)
                     return
-                room, identity, owner = json.loads(entry)
                 await self._quietly(self.on_lost, room, identity, owner)
             log.info("node %s is gone: %d participant(s) removed", node, len(held))
-            if await self.redis.scard(held_key) == 0:
+            if await self.redis.scard(self.link.key("node", node, "held")) == 0:
                 await self.redis.srem(self.liveness.nodes_key, node)
                 await self.inbox.forget(node)
         finally:
