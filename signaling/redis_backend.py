@@ -491,7 +491,8 @@ class RedisBackend(StateBackend):
                     return
                 await self._quietly(self.on_lost, room, identity, owner)
             log.info("node %s is gone: %d participant(s) removed", node, len(held))
-            if await self.redis.scard(self.link.key("node", node, "held")) == 0:
+            if not await self._held_by(node):  # all left (an unreadable entry goes with the set)
+                await self.redis.delete(self.link.key("node", node, "held"))
                 await self.redis.srem(self.liveness.nodes_key, node)
                 await self.inbox.forget(node)
         finally:

@@ -173,6 +173,8 @@ async def test_dead_node_participants_leave(start_node: StartNode, redis_url: st
         await observer.call("join")
         assert (await victim.call("join"))["ok"]
         await observer.wait_for("presence", lambda e: e["participant"]["identity"] == "victim")
+        (doomed_id,) = await redis.smembers("roomwire:nodes") - {survivor.server.backend.node_id}
+        await redis.sadd(f"roomwire:node:{doomed_id}:held", "not an entry")  # no script writes this
         doomed.send_signal(signal.SIGKILL)  # no goodbye: its heartbeat just stops
         doomed.wait(timeout=10)
         loop = asyncio.get_running_loop()
@@ -183,6 +185,10 @@ async def test_dead_node_participants_leave(start_node: StartNode, redis_url: st
         assert loop.time() - killed_at < 10
         assert gone["offset"] == 3
         assert await survivor.server.backend.membership("r", "victim") is None
+        async with asyncio.timeout(5):  # and the dead node is forgotten, unreadable entry and all
+            while doomed_id in await redis.smembers("roomwire:nodes"):  # noqa: ASYNC110 - polling Redis
+                await asyncio.sleep(0.1)
+        assert not await redis.exists(f"roomwire:node:{doomed_id}:held")
         await observer.close()
     finally:
         if doomed.poll() is None:
