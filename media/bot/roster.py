@@ -33,8 +33,9 @@ class Roster:
             for p in ack.get("participants") or []
             if isinstance(p, dict) and p.get("identity") != self.identity
         }
-        joined = [self.others[i] for i in self.others.keys() - before.keys()]
-        left = [before[i] for i in before.keys() - self.others.keys()]
+        # in the order the room lists them, so that a bot reports the same room the same way
+        joined = [p for i, p in self.others.items() if i not in before]
+        left = [p for i, p in before.items() if i not in self.others]
         return joined, left
 
     def apply_event(self, event: Any) -> str | None:

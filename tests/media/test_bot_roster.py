@@ -35,3 +35,16 @@ def test_one_who_was_here_and_left_before_its_replay_is_reported_when_it_comes_b
     assert roster.apply_event(event("join", "bot", "e2", 1)) is None
     assert roster.apply_event(event("leave", "ann", "e2", 2)) is None  # not in the new log yet
     assert roster.apply_event(event("join", "ann", "e2", 3)) == "join"
+
+
+def test_a_snapshot_reports_joins_and_leaves_in_the_order_the_room_lists_them():
+    roster = Roster()
+    names = [f"p{i:02d}" for i in range(40)]
+    ack = {"room": "r", "self": {"identity": "bot"}, "epoch": "e1", "offset": 40}
+    ack["participants"] = [{"identity": n} for n in names]
+    joined, left = roster.apply_snapshot(ack)
+    assert [p["identity"] for p in joined] == names and left == []
+
+    ack["participants"] = [{"identity": "p00"}, {"identity": "p39"}]
+    joined, left = roster.apply_snapshot(ack)
+    assert joined == [] and [p["identity"] for p in left] == names[1:39]
