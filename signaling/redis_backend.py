@@ -277,11 +277,8 @@ class RedisBackend(StateBackend):
         return dict(zip(rooms, holders, strict=True))
 
     async def keep_media(self, rooms: set[str], load: float) -> set[str]:
+        args = [self.link.prefix, self.node_id, MEDIA_LEASE_MS, f"{load:.3f}", *sorted(rooms)]
         async with self.link.command():
-            await self.redis.set(self.link.key("node", self.node_id, "load"), f"{load:.3f}", px=MEDIA_LEASE_MS)
-            if not rooms:
-                return set()
-            args = [self.link.prefix, self.node_id, MEDIA_LEASE_MS, *sorted(rooms)]
             return set(await self._scripts["keep_media"](keys=[], args=args))
 
     async def release_media(self, room: str) -> None:
@@ -464,8 +461,7 @@ class RedisBackend(StateBackend):
             await self.redis.delete(self.liveness.alive_key)
             # Participants still held are left to the surviving nodes' reapers.
             if await self.redis.scard(self.link.key("node", self.node_id, "held")) == 0:
-                await self.redis.srem(self.liveness.nodes_key, self.node_id)
-                await self.inbox.forget(self.node_id)
+                await self._forget(self.node_id)
         await self.link.close()
 
     async def reap_dead_nodes(self) -> None:
@@ -492,11 +488,15 @@ class RedisBackend(StateBackend):
                 await self._quietly(self.on_lost, room, identity, owner)
             log.info("node %s is gone: %d participant(s) removed", node, len(held))
             if not await self._held_by(node):  # all left (an unreadable entry goes with the set)
-                await self.redis.delete(self.link.key("node", node, "held"))
-                await self.redis.srem(self.liveness.nodes_key, node)
-                await self.inbox.forget(node)
+                await self._forget(node)
         finally:
             await self.redis.delete(lock)
+
+    async def _forget(self, node: str) -> None:
+        """A node that holds nobody any more leaves the cluster's lists, with what it kept there."""
+        await self.redis.delete(self.link.key("node", node, "held"), self.link.key("node", node, "media"))
+        await self.redis.srem(self.liveness.nodes_key, node)
+        await self.inbox.forget(node)
 
     async def _leave_lost(self, room: str, identity: str, owner: str) -> None:
         await self.leave(room, identity, owner)

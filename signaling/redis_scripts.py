@@ -233,22 +233,28 @@ redis.call('SADD', node_key(best, 'media'), room)
 return best
 """
 
-# A node refreshes the leases it holds. ARGV: prefix, node, lease ms, rooms... -> rooms lost
+# A node refreshes the leases it holds and publishes its load; its set of rooms (its score) is
+# rebuilt to what its leases name: a room placed on it whose SFU never started, or whose lease
+# lapsed while it was gone, stops counting. ARGV: prefix, node, lease ms, load, rooms... -> rooms lost
 KEEP_MEDIA = r"""
 local prefix, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local rooms = prefix .. ':node:' .. node .. ':media'
+redis.call('SET', prefix .. ':node:' .. node .. ':load', ARGV[4], 'PX', ttl)
 local lost = {}
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local lease = prefix .. ':media:' .. ARGV[i]
   local owner = redis.call('GET', lease)
   if owner == node then
     redis.call('PEXPIRE', lease, ttl)
   elseif not owner then
     redis.call('SET', lease, node, 'PX', ttl)  -- lapsed (Redis stalled or restarted): still ours
-    redis.call('SADD', prefix .. ':node:' .. node .. ':media', ARGV[i])
+    redis.call('SADD', rooms, ARGV[i])
   else
-    redis.call('SREM', prefix .. ':node:' .. node .. ':media', ARGV[i])
     table.insert(lost, ARGV[i])
   end
+end
+for _, room in ipairs(redis.call('SMEMBERS', rooms)) do
+  if redis.call('GET', prefix .. ':media:' .. room) ~= node then redis.call('SREM', rooms, room) end
 end
 return lost
 """

@@ -10,7 +10,7 @@ import pytest
 import redis
 from roomwire.signaling.backend import Retention, StateBackend
 from roomwire.signaling.memory_backend import MemoryBackend
-from roomwire.signaling.redis_backend import RedisBackend
+from roomwire.signaling.redis_backend import MEDIA_LEASE_MS, RedisBackend
 
 from tests.signaling.redis_server import running_redis
 
@@ -185,6 +185,7 @@ async def test_redis_dead_node_is_reaped_once(redis_url: str) -> None:
     await dead.start()
     await dead.join("r", person("gone"), "sid-gone")
     await dead.join("r", person("moved"), "sid-old")
+    await dead.keep_media({"r"}, 0.0)
     await survivors[0].join("r", person("moved"), "sid-new")  # reconnected on a survivor
     head = await survivors[0].recover("r", None, None)
     # the dead node stops heartbeating without a goodbye
@@ -200,6 +201,7 @@ async def test_redis_dead_node_is_reaped_once(redis_url: str) -> None:
         member = await survivors[1].membership("r", "moved")
         assert member is not None and member.owner == "sid-new"
         assert "dead" not in await survivors[0].redis.smembers(f"{prefix}:nodes")
+        assert await survivors[0].redis.exists(f"{prefix}:node:dead:held", f"{prefix}:node:dead:media") == 0
     finally:
         for s in survivors:
             await s.close()
@@ -222,3 +224,26 @@ async def test_redis_empty_room_is_forgotten_after_the_retention_age(redis_url: 
         assert (await backend.recover("r", first, 2)).is_snapshot
     finally:
         await backend.close()
+
+
+async def test_redis_placement_counts_only_the_rooms_a_node_holds(redis_url: str) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    busy, idle = (RedisBackend(redis_url, prefix=prefix, node_id=n) for n in ("busy", "idle"))
+    await busy.start()
+    await idle.start()
+    try:
+        await busy.keep_media(set(), 0.6)  # the score: rooms placed on a node + its load
+        await idle.keep_media(set(), 0.0)
+        # "x" is placed on the idle node, whose SFU never takes it (the request failed, the node
+        # restarted): its lease lapses, and with it the room must leave the idle node's score
+        assert await busy.media_node("x", place=True) == "idle"
+        await asyncio.sleep(MEDIA_LEASE_MS / 1000 + 0.3)
+        await busy.keep_media(set(), 0.6)
+        await idle.keep_media(set(), 0.0)
+        assert await busy.media_node("y", place=True) == "idle"
+        # a room placed on a node but not started there yet still counts while its lease holds
+        await idle.keep_media(set(), 0.0)
+        assert await busy.media_node("z", place=True) == "busy"
+    finally:
+        await busy.close()
+        await idle.close()
