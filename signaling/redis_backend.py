@@ -107,7 +107,7 @@ class RedisBackend(StateBackend):
         self.liveness = NodeLiveness(self.link, self.node_id, self.reregister, self._reap)
         scripts = {name: self.redis.register_script(getattr(redis_scripts, name.upper())) for name in
                    ("join", "leave", "update", "recover", "keep", "reregister",
-                    "place_media", "keep_media", "release_media")}  # fmt: skip
+                    "place_media", "keep_media", "release_media", "forget_node")}  # fmt: skip
         self._scripts = scripts
         self._held: dict[tuple[str, str], Held] = {}
         self._joining: set[tuple[str, str, str]] = set()  # (room, identity, owner) while JOIN runs
@@ -460,8 +460,7 @@ class RedisBackend(StateBackend):
         with contextlib.suppress(RedisError):
             await self.redis.delete(self.liveness.alive_key)
             # Participants still held are left to the surviving nodes' reapers.
-            if await self.redis.scard(self.link.key("node", self.node_id, "held")) == 0:
-                await self._forget(self.node_id)
+            await self._forget(self.node_id)
         await self.link.close()
 
     async def reap_dead_nodes(self) -> None:
@@ -487,16 +486,15 @@ class RedisBackend(StateBackend):
                     return
                 await self._quietly(self.on_lost, room, identity, owner)
             log.info("node %s is gone: %d participant(s) removed", node, len(held))
-            if not await self._held_by(node):  # all left (an unreadable entry goes with the set)
-                await self._forget(node)
+            await self._forget(node)
         finally:
             await self.redis.delete(lock)
 
     async def _forget(self, node: str) -> None:
-        """A node that holds nobody any more leaves the cluster's lists, with what it kept there."""
-        await self.redis.delete(self.link.key("node", node, "held"), self.link.key("node", node, "media"))
-        await self.redis.srem(self.liveness.nodes_key, node)
-        await self.inbox.forget(node)
+        """A node that holds nobody and is not alive leaves the cluster's lists (one script)."""
+        keys = [self.link.key("node", node, what) for what in ("alive", "held", "media")]
+        keys += [self.inbox.key(node), self.liveness.nodes_key]
+        await self._scripts["forget_node"](keys=keys, args=[node])
 
     async def _leave_lost(self, room: str, identity: str, owner: str) -> None:
         await self.leave(room, identity, owner)

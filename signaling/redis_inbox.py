@@ -85,10 +85,6 @@ class NodeInbox:
             raise ProtocolError(str(error.get("code")), str(error.get("message")))
         return reply.get("result")
 
-    async def forget(self, node: str) -> None:
-        """A dead node's inbox goes with it."""
-        await self.link.redis.delete(self.key(node))
-
     # -- reading -------------------------------------------------------------------------------
 
     async def _read_forever(self, last_id: str) -> None:

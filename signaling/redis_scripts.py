@@ -160,6 +160,21 @@ return taken
 """
 )
 
+# A node that holds nobody leaves the cluster's lists, with what it kept there, unless it is
+# alive (again): checked and done in one step, so that a node registering again meanwhile is
+# never struck off. An entry that is not a (room, identity, owner) array holds nobody.
+# KEYS: alive, held, media, inbox, nodes.  ARGV[1]: node.  -> 1 forgotten, 0 not
+FORGET_NODE = r"""
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for _, entry in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local ok, held = pcall(cjson.decode, entry)
+  if ok and type(held) == 'table' and #held == 3 then return 0 end
+end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('SREM', KEYS[5], ARGV[1])
+return 1
+"""
+
 # A room that local waiters watch is not forgotten while they wait (nor is its epoch).
 KEEP = (
     COMMON

@@ -247,3 +247,21 @@ async def test_redis_placement_counts_only_the_rooms_a_node_holds(redis_url: str
     finally:
         await busy.close()
         await idle.close()
+
+
+async def test_redis_a_node_back_before_its_reaper_finishes_stays_listed(redis_url: str) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    back, survivor = RedisBackend(redis_url, prefix=prefix, node_id="back"), RedisBackend(redis_url, prefix=prefix)
+    await back.start()
+    try:
+        # the survivor saw "back"'s key missing (a stall) and reaps it just as it registers again:
+        # the node is alive, so the reaper must not strike it from the cluster's lists
+        await survivor._reap("back")
+        assert "back" in await survivor.redis.smembers(f"{prefix}:nodes")
+        await back.join("r", person("ann"), "sid-ann")
+        await survivor._reap("back")
+        assert (await survivor.membership("r", "ann")) is not None
+        assert await survivor.redis.scard(f"{prefix}:node:back:held") == 1
+    finally:
+        await back.close()
+        await survivor.close()
