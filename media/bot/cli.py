@@ -48,7 +48,13 @@ def register(subparsers: Any) -> None:
         help="run headless bot participants",
         description="Join a room with one or more bots that publish, record or echo media.",
     )
-    p.add_argument("--url", required=True, help="the roomwire server, e.g. http://localhost:8080")
+    p.add_argument(
+        "--url",
+        required=True,
+        action="append",
+        help="the roomwire server, e.g. http://localhost:8080; repeat it for the nodes of a cluster "
+        "(a bot moves to the next when its node cannot be reached)",
+    )
     p.add_argument("--room", required=True)
     auth = p.add_mutually_exclusive_group(required=True)
     auth.add_argument("--token", help="an access token for ROOM")
@@ -145,7 +151,7 @@ def watch(running: RunningBot) -> None:
     bot.on_join(lambda p: say(label, f"{p['identity']} joined ({p.get('transport')}); {others()}"))
     bot.on_leave(lambda p: say(label, f"{p['identity']} left; {others()}"))
     bot.on_disconnect(lambda b: say(label, f"lost the connection to {b.url}; reconnecting"))
-    bot.on_reconnect(lambda b: say(label, f"reconnected (#{b.reconnects}); {others()}"))
+    bot.on_reconnect(lambda b: say(label, f"reconnected to {b.url} (#{b.reconnects}); {others()}"))
 
     def on_track(track: RemoteTrack) -> None:
         running.tracks.append(track)
@@ -154,11 +160,23 @@ def watch(running: RunningBot) -> None:
     bot.on_track(on_track)  # the tracks already here too
 
 
+async def first_dev_token(urls: list[str], room: str, name: str) -> str:
+    """A token from the first of the dev-mode servers that can be reached."""
+    for url in urls[:-1]:
+        try:
+            return (await dev_token(url, room, name))[0]
+        except BotError as exc:
+            if exc.code != "unreachable":
+                raise
+            say("roomwire bot", f"{exc.message}; trying the next URL")
+    return (await dev_token(urls[-1], room, name))[0]
+
+
 async def start_bot(args: argparse.Namespace, index: int) -> RunningBot:
     name = args.name if args.count == 1 else f"{args.name}-{index + 1}"
     token = args.token
     if args.dev:
-        token, _ = await dev_token(args.url, args.room, name)
+        token = await first_dev_token(args.url, args.room, name)
     needs_media = bool(args.pattern or args.play or args.silence or args.record or args.echo)
     sources, description = make_sources(args)
     bot = Bot.connect(args.url, token)
@@ -169,7 +187,7 @@ async def start_bot(args: argparse.Namespace, index: int) -> RunningBot:
             raise BotError("forbidden", f"the token is for room {bot.room!r}, not {args.room!r}")
         watch(running)
         if needs_media and not bot.media_available:
-            raise BotError("not_found", f"{args.url} relays no media (it runs without an SFU)")
+            raise BotError("not_found", f"{bot.url} relays no media (it runs without an SFU)")
         if args.record:
             from roomwire.media.bot.sinks import Recorder
 

@@ -20,7 +20,7 @@ import inspect
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,15 +55,19 @@ class Bot:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         token: str,
         *,
         subscribe: bool = True,
         reconnect: bool = True,
         backoff: tuple[float, float] = (0.25, 8.0),
     ) -> None:
-        self.url = url
-        self._origin, self._prefix = split_url(url)
+        # several URLs: the nodes of a cluster; one that cannot be reached is left for the next
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise BotError("bad_request", "no server URL given")
+        self._servers = [split_url(u) for u in self.urls]
+        self._at = 0  # the URL connected to (or tried next)
         self._token = token
         self._subscribe = subscribe
         self._reconnect = reconnect
@@ -107,8 +111,13 @@ class Bot:
         """Everyone else in the room, by identity."""
         return self.roster.others
 
+    @property
+    def url(self) -> str:
+        """The server URL the bot is connected to (or tries next)."""
+        return self.urls[self._at]
+
     @classmethod
-    def connect(cls, url: str, token: str, **options: Any) -> Bot:
+    def connect(cls, url: str | Sequence[str], token: str, **options: Any) -> Bot:
         """A bot to use as `async with Bot.connect(url, token) as bot:` (or `await bot.start()`)."""
         return cls(url, token, **options)
 
@@ -130,13 +139,25 @@ class Bot:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect and join; raises BotError (refused token, unreachable server...)."""
-        try:
-            await self._connect_once()
-        except BaseException:
-            await self._teardown()
-            raise
+        """Connect and join (the first URL that can be reached); raises BotError (refused token,
+        no server reachable...)."""
+        for tried in range(1, len(self.urls) + 1):
+            try:
+                await self._connect_once()
+                break
+            except BotError as exc:
+                await self._teardown()
+                if exc.code != "unreachable" or tried == len(self.urls):
+                    raise
+                log.info("%s; trying %s", exc.message, self._next_url())
+            except BaseException:
+                await self._teardown()
+                raise
         self._supervisor = asyncio.create_task(self._supervise())
+
+    def _next_url(self) -> str:
+        self._at = (self._at + 1) % len(self.urls)
+        return self.url
 
     async def close(self) -> None:
         self._reconnect = False
@@ -163,10 +184,11 @@ class Bot:
         sio.on("sfu.offer", self._on_sfu_offer)
         sio.on("sfu.restart", self._on_sfu_restart)
         try:
+            origin, prefix = self._servers[self._at]
             await sio.connect(
-                self._origin,
+                origin,
                 auth={"token": self._token, "agent": "bot"},
-                socketio_path=f"{self._prefix}/socket.io",
+                socketio_path=f"{prefix}/socket.io",
                 transports=["websocket"],
                 wait_timeout=CALL_TIMEOUT,
             )
@@ -242,6 +264,7 @@ class Bot:
             except (OSError, TimeoutError, socketio.exceptions.SocketIOError) as exc:
                 log.info("reconnect to %s failed (%s); retrying", self.url, exc)
             await self._teardown()
+            self._next_url()
             delay = min(delay * 2, self._backoff[1])
 
     async def _teardown(self) -> None:

@@ -193,8 +193,9 @@ async def test_a_cut_cli_bot_reconnects_and_publishes_again(make_server):
         assert len(before) == 2
         sid = next(iter(server.server.sockets.connections))
         await server.server.sio.disconnect(sid)
-        seen = await read_until(bot, r"reconnected \(#1\)")
+        seen = await read_until(bot, r"reconnected to \S+ \(#1\)")
         assert f"lost the connection to {server.url}; reconnecting" in seen
+        assert f"reconnected to {server.url} (#1)" in seen
         for _ in range(100):
             after = {t.sid for t in server.server.media.tracks("m")}
             if len(after) == 2 and not after & before:
@@ -205,3 +206,13 @@ async def test_a_cut_cli_bot_reconnects_and_publishes_again(make_server):
         bot.terminate()
         code, _, err = await finished(bot)
     assert code == 0, err
+
+
+async def test_a_bot_given_several_urls_joins_through_the_first_it_reaches(make_server):
+    server = await make_server(dev=True)
+    code, out, err = await run_cli(
+        "--url", "http://127.0.0.1:9", "--url", server.url, "--room", "r", "--dev", "--duration", "1"
+    )
+    assert code == 0, out + err
+    assert "cannot reach http://127.0.0.1:9" in out and "trying the next URL" in out, out
+    assert re.search(r"^bot-\S+: joined room r as ", out, re.MULTILINE), out

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -17,6 +18,7 @@ from roomwire.signaling.tokens import TokenIssuer
 
 from tests.conftest import SECRET
 from tests.media.frames import pattern_counters
+from tests.media.sfu_peer import wait_until
 from tests.node_process import NodeProcess
 from tests.signaling.redis_server import RedisProcess
 from tests.sio_client import joined_client
@@ -130,3 +132,29 @@ async def test_ten_rooms_spread_over_three_nodes(start_nodes: StartNodes, redis_
     for client in clients:
         with contextlib.suppress(Exception):
             await client.close()
+
+
+async def test_a_bot_given_every_node_moves_to_a_live_one_when_its_node_is_killed(
+    start_nodes: StartNodes, redis_process: RedisProcess
+) -> None:
+    one, two = await start_nodes(2)
+    heard: list[Any] = []
+    async with (
+        Bot.connect([one.url, two.url], token("mv", "mover"), subscribe=False) as mover,
+        Bot.connect(two.url, token("mv", "watcher"), subscribe=False) as watcher,
+    ):
+        watcher.on_message(lambda message: heard.append((message.sender, message.data)))
+        assert mover.url == one.url
+        one.kill()
+        await wait_until(lambda: mover.reconnects >= 1, timeout=15)
+        assert mover.url == two.url
+        # it joined again on the live node, so the reaper of the dead one leaves it in the room
+        for _ in range(100):
+            if one.node_id not in await node_ids(redis_process.url):
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("the killed node was never reaped")
+        assert "mover" in watcher.participants and "watcher" in mover.participants
+        await mover.send("still here", to="watcher")
+        await wait_until(lambda: ("mover", "still here") in heard, timeout=5)
