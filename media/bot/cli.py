@@ -22,7 +22,7 @@ from typing import Any
 from aiortc.mediastreams import MediaStreamTrack
 
 from .client import Bot
-from .dev_token import dev_token
+from .dev_token import dev_token, first_reachable, split_url
 from .errors import BotError
 from .tracks import RemoteTrack
 
@@ -41,6 +41,14 @@ def size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def server_url(text: str) -> str:
+    try:
+        split_url(text)
+    except BotError as exc:
+        raise argparse.ArgumentTypeError(f"{exc.message}, e.g. http://localhost:8080") from None
+    return text
+
+
 def register(subparsers: Any) -> None:
     """Add `bot` to the `roomwire` command (called through the `roomwire.commands` entry point)."""
     p = subparsers.add_parser(
@@ -52,6 +60,7 @@ def register(subparsers: Any) -> None:
         "--url",
         required=True,
         action="append",
+        type=server_url,
         help="the roomwire server, e.g. http://localhost:8080; repeat it for the nodes of a cluster "
         "(a bot moves to the next when its node cannot be reached)",
     )
@@ -72,7 +81,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--format", choices=["webm", "mp4"], default="webm", help="recording format (webm)")
     p.add_argument("--duration", type=float, metavar="S", help="leave after S seconds (default: run until Ctrl+C)")
     p.add_argument("--count", type=int, default=1, metavar="N", help="run N bots in this process")
-    p.add_argument("--stats", type=float, default=2.0, metavar="S", help="print frames/s every S seconds (0: never; 2)")
+    p.add_argument(
+        "--stats", type=float, default=2.0, metavar="S", help="print frames/s every S seconds (0: never; %(default)g)"
+    )
     p.set_defaults(run=run)
 
 
@@ -160,23 +171,15 @@ def watch(running: RunningBot) -> None:
     bot.on_track(on_track)  # the tracks already here too
 
 
-async def first_dev_token(urls: list[str], room: str, name: str) -> str:
-    """A token from the first of the dev-mode servers that can be reached."""
-    for url in urls[:-1]:
-        try:
-            return (await dev_token(url, room, name))[0]
-        except BotError as exc:
-            if exc.code != "unreachable":
-                raise
-            say("roomwire bot", f"{exc.message}; trying the next URL")
-    return (await dev_token(urls[-1], room, name))[0]
-
-
 async def start_bot(args: argparse.Namespace, index: int) -> RunningBot:
     name = args.name if args.count == 1 else f"{args.name}-{index + 1}"
     token = args.token
     if args.dev:
-        token = await first_dev_token(args.url, args.room, name)
+        token, _ = await first_reachable(
+            args.url,
+            lambda url: dev_token(url, args.room, name),
+            lambda exc: say("roomwire bot", f"{exc.message}; trying the next URL"),
+        )
     needs_media = bool(args.pattern or args.play or args.silence or args.record or args.echo)
     sources, description = make_sources(args)
     bot = Bot.connect(args.url, token)

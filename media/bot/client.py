@@ -28,7 +28,7 @@ import socketio
 from aiortc.mediastreams import MediaStreamTrack
 from roomwire.signaling.protocol import REJOIN
 
-from .dev_token import split_url
+from .dev_token import first_reachable, split_url
 from .errors import BotError
 from .peers import DEFAULT_SOURCE, PeerLink, Publication
 from .roster import Roster
@@ -66,7 +66,8 @@ class Bot:
         self.urls = [url] if isinstance(url, str) else list(url)
         if not self.urls:
             raise BotError("bad_request", "no server URL given")
-        self._servers = [split_url(u) for u in self.urls]
+        for each in self.urls:
+            split_url(each)  # BotError now for a URL that is not one
         self._at = 0  # the URL connected to (or tried next)
         self._token = token
         self._subscribe = subscribe
@@ -141,23 +142,17 @@ class Bot:
     async def start(self) -> None:
         """Connect and join (the first URL that can be reached); raises BotError (refused token,
         no server reachable...)."""
-        for tried in range(1, len(self.urls) + 1):
+
+        async def attempt(at: int) -> None:
+            self._at = at
             try:
                 await self._connect_once()
-                break
-            except BotError as exc:
-                await self._teardown()
-                if exc.code != "unreachable" or tried == len(self.urls):
-                    raise
-                log.info("%s; trying %s", exc.message, self._next_url())
             except BaseException:
                 await self._teardown()
                 raise
-        self._supervisor = asyncio.create_task(self._supervise())
 
-    def _next_url(self) -> str:
-        self._at = (self._at + 1) % len(self.urls)
-        return self.url
+        await first_reachable(range(len(self.urls)), attempt, lambda e: log.info("%s; trying the next URL", e.message))
+        self._supervisor = asyncio.create_task(self._supervise())
 
     async def close(self) -> None:
         self._reconnect = False
@@ -184,7 +179,7 @@ class Bot:
         sio.on("sfu.offer", self._on_sfu_offer)
         sio.on("sfu.restart", self._on_sfu_restart)
         try:
-            origin, prefix = self._servers[self._at]
+            origin, prefix = split_url(self.url)
             await sio.connect(
                 origin,
                 auth={"token": self._token, "agent": "bot"},
@@ -264,7 +259,7 @@ class Bot:
             except (OSError, TimeoutError, socketio.exceptions.SocketIOError) as exc:
                 log.info("reconnect to %s failed (%s); retrying", self.url, exc)
             await self._teardown()
-            self._next_url()
+            self._at = (self._at + 1) % len(self.urls)  # a cluster's next node
             delay = min(delay * 2, self._backoff[1])
 
     async def _teardown(self) -> None:

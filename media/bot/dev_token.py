@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -10,6 +12,9 @@ from .errors import BotError
 
 TIMEOUT = 15.0
 
+Option = TypeVar("Option")
+Result = TypeVar("Result")
+
 
 def split_url(url: str) -> tuple[str, str]:
     """`http://host:port/prefix` -> (`http://host:port`, `/prefix`): roomwire may be embedded under a prefix."""
@@ -17,6 +22,23 @@ def split_url(url: str) -> tuple[str, str]:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise BotError("bad_request", f"{url!r} is not an http(s):// URL")
     return f"{parts.scheme}://{parts.netloc}", parts.path.rstrip("/")
+
+
+async def first_reachable(
+    options: Sequence[Option],
+    attempt: Callable[[Option], Awaitable[Result]],
+    skipped: Callable[[BotError], None],
+) -> Result:
+    """`attempt` each option (a server, the nodes of a cluster) in turn until one can be
+    reached: its result, or the last one's error. `skipped` hears why each was passed over."""
+    for option in options[:-1]:
+        try:
+            return await attempt(option)
+        except BotError as exc:
+            if exc.code != "unreachable":
+                raise
+            skipped(exc)
+    return await attempt(options[-1])
 
 
 async def dev_token(url: str, room: str, name: str = "") -> tuple[str, str]:

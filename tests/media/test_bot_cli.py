@@ -216,3 +216,8 @@ async def test_a_bot_given_several_urls_joins_through_the_first_it_reaches(make_
     assert code == 0, out + err
     assert "cannot reach http://127.0.0.1:9" in out and "trying the next URL" in out, out
     assert re.search(r"^bot-\S+: joined room r as ", out, re.MULTILINE), out
+
+
+async def test_a_server_url_that_is_not_one_is_a_usage_error():
+    code, _, err = await run_cli("--url", "http://127.0.0.1:9", "--url", "localhost:8080", "--room", "r", "--dev")
+    assert code == 2 and "'localhost:8080' is not an http(s):// URL, e.g. http://localhost:8080" in err

@@ -143,3 +143,19 @@ async def test_a_server_embedded_under_a_prefix(make_server):
     async with Bot.connect(server.base, token) as bot:
         assert bot.identity == identity
         assert [p["identity"] for p in await server.server.participants("r1")] == [identity]
+
+
+@pytest.mark.parametrize("urls", [[], "localhost:8080", ["http://127.0.0.1:9", "ftp://host"]])
+def test_a_bot_refuses_a_server_url_that_is_not_one_before_connecting(urls):
+    with pytest.raises(BotError) as refused:
+        Bot.connect(urls, "a-token")
+    assert refused.value.code == "bad_request"
+
+
+async def test_a_bot_given_several_urls_joins_through_the_one_it_can_reach(running):
+    async with Bot.connect(["http://127.0.0.1:9", running.url], running.token("r1", "bot-1")) as bot:
+        assert bot.url == running.url and bot.room == "r1"
+        assert [p["identity"] for p in await running.server.participants("r1")] == ["bot-1"]
+    with pytest.raises(BotError) as unreachable:  # none of them: the last one's error
+        await Bot.connect(["http://127.0.0.1:9", "http://127.0.0.1:7"], running.token("r1", "bot-1"))
+    assert unreachable.value.code == "unreachable" and "127.0.0.1:7" in unreachable.value.message
