@@ -255,7 +255,7 @@ KEEP_MEDIA = r"""
 local prefix, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local rooms = prefix .. ':node:' .. node .. ':media'
 redis.call('SET', prefix .. ':node:' .. node .. ':load', ARGV[4], 'PX', ttl)
-local lost = {}
+local lost, kept = {}, {}
 for i = 5, #ARGV do
   local lease = prefix .. ':media:' .. ARGV[i]
   local owner = redis.call('GET', lease)
@@ -264,12 +264,13 @@ for i = 5, #ARGV do
   elseif not owner then
     redis.call('SET', lease, node, 'PX', ttl)  -- lapsed (Redis stalled or restarted): still ours
     redis.call('SADD', rooms, ARGV[i])
-  else
-    table.insert(lost, ARGV[i])
   end
+  if owner and owner ~= node then table.insert(lost, ARGV[i]) else kept[ARGV[i]] = true end
 end
-for _, room in ipairs(redis.call('SMEMBERS', rooms)) do
-  if redis.call('GET', prefix .. ':media:' .. room) ~= node then redis.call('SREM', rooms, room) end
+for _, room in ipairs(redis.call('SMEMBERS', rooms)) do  -- the rest: placed here, not started
+  if not kept[room] and redis.call('GET', prefix .. ':media:' .. room) ~= node then
+    redis.call('SREM', rooms, room)
+  end
 end
 return lost
 """
