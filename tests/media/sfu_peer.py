@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,10 +20,14 @@ from tests.sio_client import SioClient
 
 
 async def wait_until(predicate: Callable[[], object], timeout: float = 10) -> None:
-    """Poll `predicate` (a condition on state that aiortc callbacks change) until it holds."""
+    """Poll `predicate` (a condition on state that callbacks change, or a coroutine function
+    that asks a server) until it holds."""
     async with asyncio.timeout(timeout):
         while True:
-            if predicate():
+            held = predicate()
+            if inspect.isawaitable(held):
+                held = await held
+            if held:
                 return
             await asyncio.sleep(0.05)
 
