@@ -25,6 +25,7 @@ import pylibsrtp
 from aiortc import (
     RTCDtlsTransport,
     RTCIceCandidate,
+    RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
     RTCRtpTransceiver,
@@ -119,7 +120,6 @@ def tap_receiver(
         raise IncompatibleAiortc("RTCRtpReceiver's decoder queue is not where it used to be")
     aiortc_rtcp = receiver._handle_rtcp_packet
     setattr(receiver, _TAP, on_rtp)
-    _guard_rtcp_routing(receiver.transport)
 
     async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
         _take_rtp_early(receiver.transport)
@@ -134,24 +134,31 @@ def tap_receiver(
     setattr(receiver, _DECODER_QUEUE, _EndSignal(current, on_end))
 
 
-def _guard_rtcp_routing(dtls: RTCDtlsTransport) -> None:
+def guard_rtcp_routing(pc: RTCPeerConnection) -> None:
     """aiortc routes a REMB by the SSRCs its FCI lists and reads as many as the FCI's count
     byte says: a count larger than the packet raises `struct.error`, which aiortc does not
     catch (only ValueError), and the connection's DTLS reader task dies with it (no more RTCP,
     no data channels). Such a REMB is dropped instead, as aiortc drops RTCP it cannot parse.
-    Once per connection."""
-    router = dtls._rtp_router
-    if "route_rtcp" in router.__dict__:
-        return
-    route_rtcp = router.route_rtcp
 
+    Call it after every description the connection applies, before its transports connect:
+    each DTLS transport it has (media or data only) is guarded once."""
+    transports = {transceiver.receiver.transport for transceiver in pc.getTransceivers()}
+    if pc.sctp is not None:
+        transports.add(pc.sctp.transport)
+    for dtls in transports:
+        router = dtls._rtp_router
+        if "route_rtcp" not in router.__dict__:
+            router.route_rtcp = _guarded(router.route_rtcp)
+
+
+def _guarded(route_rtcp: Callable[[AnyRtcpPacket], set[Any]]) -> Callable[[AnyRtcpPacket], set[Any]]:
     def guarded(packet: AnyRtcpPacket) -> set[Any]:
         try:
             return route_rtcp(packet)
         except struct.error:
             return set()
 
-    router.route_rtcp = guarded
+    return guarded
 
 
 def _take_rtp_early(dtls: RTCDtlsTransport) -> None:
@@ -300,7 +307,6 @@ class RtcpSink:
         self._ssrc = ssrc  # the router's key
         self._handler = handler
         self._dtls = dtls
-        _guard_rtcp_routing(dtls)
         dtls._rtp_router.register_sender(self, ssrc)
 
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:

@@ -138,6 +138,7 @@ class Publisher:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
+            aiortc_internals.guard_rtcp_routing(pc)
         except Exception as exc:
             # parse_publish has vetted the offer; if aiortc still refuses it, say so plainly
             logger.info("publisher %s: offer refused: %s", self.identity, exc)

@@ -174,6 +174,7 @@ class Subscriber:
         if len(answer.encode()) > MAX_SDP_BYTES:
             raise ValueError("the answer SDP is too large")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        aiortc_internals.guard_rtcp_routing(self.pc)
         self._negotiated = True
         await self._pending_candidates.apply(self.pc)
 

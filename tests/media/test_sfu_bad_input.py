@@ -145,3 +145,24 @@ async def test_a_remb_that_lists_more_ssrcs_than_it_holds_is_dropped_and_the_con
     for i in range(40):
         alice.publisher_channel.send('"' + str(i) * 2000 + '"')
     await bob.wait_data(41, timeout=15)
+
+
+async def test_a_bad_remb_on_a_data_only_connection_does_not_stop_its_data(peers):
+    """A connection that carries no media (a publisher of data only) gets the same guard: the
+    REMB must not end the server's reader of that connection, or its data stops for good."""
+    alice = await peers("alice")
+    bob = await peers("bob")
+    await bob.subscribe()
+    assert (await alice.publish([], data=True))["ok"]
+    opened = asyncio.Event()
+    alice.publisher_channel.on("open", opened.set)
+    await asyncio.wait_for(opened.wait(), 10)
+    alice.publisher_channel.send('"before"')
+    await bob.wait_data(1)
+
+    remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=b"REMB\x05\x01\x00\x00")  # 5 SSRCs, none there
+    await alice.publisher.sctp.transport._send_rtp(bytes(remb))
+    await asyncio.sleep(0.3)
+    for i in range(10):
+        alice.publisher_channel.send(f'"after {i}"')
+    await bob.wait_data(11, timeout=15)
