@@ -32,7 +32,7 @@ from importlib.metadata import version
 
 from .engine import EngineServer, EngineSocket, RequestEnviron, SocketLimits, WebSocketDriver
 from .heartbeats import HEARTBEAT_TICK, Heartbeats
-from .packets import OrjsonCodec, RefusedPayload, WirePacket
+from .packets import OrjsonCodec, RefusedPayload, WirePacket, encoded
 from .socket_server import DirectEmitManager, SocketServer, has_local_members
 from .wire import SendQueue, Wire, websocket_frame
 
@@ -52,6 +52,7 @@ __all__ = [
     "WebSocketDriver",
     "Wire",
     "WirePacket",
+    "encoded",
     "has_local_members",
     "verify",
     "websocket_frame",

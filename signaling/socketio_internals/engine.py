@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -217,6 +217,7 @@ class EngineServer(engineio.AsyncServer):
     directly, one timer for every socket's heartbeat, and sockets that can be cut off."""
 
     limits = SocketLimits()
+    loop: asyncio.AbstractEventLoop  # of its connections: set at every connect
     on_dropped: DroppedHandler | None = None
     websocket_compression = False
 
@@ -234,6 +235,7 @@ class EngineServer(engineio.AsyncServer):
 
     async def _handle_connect(self, environ: dict[str, Any], transport: str, jsonp_index: int | None = None) -> Any:
         # python-engineio's, with roomwire's socket class (and neither a monitor task nor a cookie)
+        self.loop = asyncio.get_running_loop()
         sid = self.generate_id()
         socket = self.sockets[sid] = EngineSocket(self, sid)
         interval = int(self.ping_interval + self.ping_interval_grace_period) * 1000
@@ -276,9 +278,10 @@ class EngineServer(engineio.AsyncServer):
     async def send_packet(self, sid: str, pkt: Any) -> None:
         self.deliver(sid, pkt)
 
-    def in_background(self, work: Awaitable[Any]) -> None:
-        """Run `work` in a task that is kept until it is done."""
-        task = asyncio.ensure_future(work)
+    def in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` in a task that is kept until it is done (on the loop of the last connection:
+        a task per event, and `ensure_future` looks the loop up again each time)."""
+        task = self.loop.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -70,6 +70,15 @@ class WirePacket(sio_packet.Packet):
         return 0
 
 
+def encoded(kind: int, namespace: str | None, data: Any, id: int | None = None) -> str:
+    """What `WirePacket(kind, namespace=namespace, data=data, id=id).encode()` returns for a
+    text packet, without building the packet: every event's ack and every emit is encoded here."""
+    text = str(kind) if namespace is None or namespace == "/" else f"{kind}{namespace},"
+    if id is not None:
+        text += str(id)
+    return text if data is None else text + orjson.dumps(data).decode()
+
+
 _TEXT_KIND_OF_BINARY = {
     str(sio_packet.BINARY_EVENT): str(sio_packet.EVENT),
     str(sio_packet.BINARY_ACK): str(sio_packet.ACK),

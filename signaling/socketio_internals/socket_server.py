@@ -15,7 +15,7 @@ from socketio import packet as sio_packet
 
 from ..protocol import RESERVED_EVENTS, ProtocolError, bad_request
 from .engine import EngineServer, SocketLimits
-from .packets import RefusedPayload, WirePacket
+from .packets import RefusedPayload, WirePacket, encoded
 
 log = logging.getLogger("roomwire.socketio")
 
@@ -87,11 +87,15 @@ class SocketServer(socketio.AsyncServer):
         answer = await handler(*args)
         if id is not None:
             args = [] if answer is None else list(answer) if isinstance(answer, tuple) else [answer]
-            await self._send_packet(eio_sid, self.packet_class(sio_packet.ACK, namespace=namespace, id=id, data=args))
+            self._send_text(eio_sid, encoded(sio_packet.ACK, namespace, args, id))
 
     async def _send_packet(self, eio_sid: str, pkt: sio_packet.Packet) -> None:
         # python-socketio's, without awaiting: roomwire's packets have no binary attachments
-        self.eio.deliver(eio_sid, engineio.packet.Packet(engineio.packet.MESSAGE, pkt.encode()))
+        self._send_text(eio_sid, pkt.encode())
+
+    def _send_text(self, eio_sid: str, text: str) -> None:
+        """Send an encoded Socket.IO packet."""
+        self.eio.deliver(eio_sid, engineio.packet.Packet(engineio.packet.MESSAGE, text))
 
     async def _refuse(self, eio_sid: str, namespace: str | None, id: int | None, why: str) -> None:
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace or "/")
@@ -102,7 +106,7 @@ class SocketServer(socketio.AsyncServer):
         else:
             ack = bad_request(why).ack()
         if id is not None:
-            await self._send_packet(eio_sid, self.packet_class(sio_packet.ACK, namespace=namespace, id=id, data=[ack]))
+            self._send_text(eio_sid, encoded(sio_packet.ACK, namespace, [ack], id))
 
     # -- deadlines ---------------------------------------------------------------------------
 
@@ -204,8 +208,7 @@ class DirectEmitManager(socketio.AsyncManager):
             await super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, to=to, **kwargs)
             return
         args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
-        encoded = self.server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, *args]).encode()
-        packet = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
+        packet = engineio.packet.Packet(engineio.packet.MESSAGE, encoded(sio_packet.EVENT, namespace, [event, *args]))
         skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
         deliver = self.server.eio.deliver
         for sid, eio_sid in self.get_participants(namespace, to or room):

@@ -64,11 +64,14 @@ class Wire:
     and the frames a socket gets during one pass of the event loop leave together, in one
     writev, at the end of it."""
 
-    __slots__ = ("frames", "outbox", "size", "transport")
+    __slots__ = ("frames", "loop", "outbox", "size", "transport")
 
     def __init__(self, transport: asyncio.Transport, outbox: Outbox) -> None:
         self.transport = transport
         self.outbox = outbox
+        # its connection's loop, looked up once: on Python 3.11 every get_running_loop() is a
+        # getpid() system call
+        self.loop = asyncio.get_running_loop()
         self.frames: list[bytes] = []
         self.size = 0
 
@@ -113,7 +116,7 @@ class Outbox:
 
     def waiting(self, wire: Wire) -> None:
         if not self._waiting:
-            asyncio.get_running_loop().call_soon(self.flush)
+            wire.loop.call_soon(self.flush)
         self._waiting.append(wire)
 
     def flush(self) -> None:

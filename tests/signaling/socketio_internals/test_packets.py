@@ -4,7 +4,7 @@ a payload whose JSON orjson refuses (the frame keeps its type and ack id, so it 
 from __future__ import annotations
 
 import socketio
-from roomwire.signaling.socketio_internals import RefusedPayload, WirePacket
+from roomwire.signaling.socketio_internals import RefusedPayload, WirePacket, encoded
 
 
 def test_a_packet_whose_json_is_refused_keeps_its_type_and_ack_id() -> None:
@@ -20,6 +20,16 @@ def test_packets_are_encoded_compactly_and_never_as_binary() -> None:
     packet = WirePacket(socketio.packet.EVENT, data=["message", {"data": b"bytes".decode(), "n": [1, 2]}], id=3)
     assert packet.packet_type == socketio.packet.EVENT  # no walk of the payload looking for bytes
     assert packet.encode() == '23["message",{"data":"bytes","n":[1,2]}]'
+
+
+def test_acks_and_events_are_encoded_as_python_socketio_encodes_them() -> None:
+    payloads = [None, [], [{"ok": True}], ["signal", {"from": "a", "data": {"sdp": "v=0\r\né"}}], [1.5, None, "x,y"]]
+    for kind in (socketio.packet.EVENT, socketio.packet.ACK):
+        for namespace in (None, "/", "/admin"):
+            for id in (None, 0, 17):
+                for data in payloads:
+                    expected = WirePacket(kind, namespace=namespace, data=data, id=id).encode()
+                    assert encoded(kind, namespace, data, id) == expected, (kind, namespace, id, data)
 
 
 def test_only_binary_packets_count_attachments_and_binary_packets_are_refused_with_their_ack_id() -> None:
