@@ -100,10 +100,7 @@ async def test_a_publisher_flooding_the_data_channel_cannot_grow_server_memory(s
     alice = await peers("alice")
     bob = await peers("bob")
     await bob.subscribe()
-    assert (await alice.publish([], data=True))["ok"]
-    opened = asyncio.Event()
-    alice.publisher_channel.on("open", opened.set)
-    await asyncio.wait_for(opened.wait(), 10)
+    await publish_with_open_channel(alice)
     await wait_until(lambda: bob.offers >= 1)
     await asyncio.sleep(0.5)
     chunk = '"' + "x" * 16000 + '"'
@@ -130,10 +127,7 @@ async def test_a_remb_that_lists_more_ssrcs_than_it_holds_is_dropped_and_the_con
     alice = await peers("alice")
     bob = await peers("bob")
     await bob.subscribe()
-    assert (await alice.publish([PatternVideoTrack()], data=True))["ok"]
-    opened = asyncio.Event()
-    alice.publisher_channel.on("open", opened.set)
-    await asyncio.wait_for(opened.wait(), 10)
+    await publish_with_open_channel(alice, PatternVideoTrack())
     await bob.wait_video_frames(5)
     alice.publisher_channel.send('"before"')
     await bob.wait_data(1)
@@ -153,10 +147,7 @@ async def test_a_bad_remb_on_a_data_only_connection_does_not_stop_its_data(peers
     alice = await peers("alice")
     bob = await peers("bob")
     await bob.subscribe()
-    assert (await alice.publish([], data=True))["ok"]
-    opened = asyncio.Event()
-    alice.publisher_channel.on("open", opened.set)
-    await asyncio.wait_for(opened.wait(), 10)
+    await publish_with_open_channel(alice)
     alice.publisher_channel.send('"before"')
     await bob.wait_data(1)
 
@@ -166,3 +157,11 @@ async def test_a_bad_remb_on_a_data_only_connection_does_not_stop_its_data(peers
     for i in range(10):
         alice.publisher_channel.send(f'"after {i}"')
     await bob.wait_data(11, timeout=15)
+
+
+async def publish_with_open_channel(peer, *tracks) -> None:
+    """`peer` publishes `tracks` and a data channel, and the channel opens."""
+    assert (await peer.publish(list(tracks), data=True))["ok"]
+    opened = asyncio.Event()
+    peer.publisher_channel.on("open", opened.set)
+    await asyncio.wait_for(opened.wait(), 10)
