@@ -1,4 +1,5 @@
-"""Every use of python-socketio's and python-engineio's internals, in one place, pinned.
+"""Every use of python-socketio's and python-engineio's internals (and of aiohttp's WebSocket
+parser queue), in one place, pinned.
 
 roomwire needs what the libraries do not offer as public API:
 - one JSON codec (orjson) for every Socket.IO packet, so that what a client may send is judged
@@ -16,9 +17,11 @@ roomwire needs what the libraries do not offer as public API:
   of the event loop, instead of a writer task behind a queue and a task and a timer per packet
   (`wire.py`, `engine.py`); one timer for every socket's heartbeat instead of a task per ping
   and a monitor task (`heartbeats.py`); permessage-deflate refused where the WebSocket is made;
-  the environ read from the request instead of copied; events dispatched and answered without
-  python-socketio's wrappers; broadcasts without a task per recipient and disconnects that
-  look at the sid's own rooms only (`socket_server.py`);
+  the environ read from the request instead of copied; event frames taken from aiohttp's
+  WebSocket parser as it reads them, not through a reader task woken per message
+  (`frames.py`); events dispatched and answered without python-socketio's wrappers;
+  broadcasts without a task per recipient and disconnects that look at the sid's own rooms
+  only (`socket_server.py`);
 - whether this node has members in a Socket.IO room.
 
 Where roomwire replaces a library method whole, the test of this package pins that method's
@@ -59,6 +62,8 @@ __all__ = [
 ]
 
 PINNED = {"python-socketio": "5.18.1", "python-engineio": "4.15.1"}
+# aiohttp: the minor release whose WebSocket response and parser queue frames.py was written against
+AIOHTTP_SERIES = "3.14"
 
 
 class IncompatibleSocketIO(RuntimeError):
@@ -67,5 +72,9 @@ class IncompatibleSocketIO(RuntimeError):
 
 def verify() -> None:
     found = {name: version(name) for name in PINNED}
-    if found != PINNED:
-        raise IncompatibleSocketIO(f"roomwire relies on the internals of {PINNED}; found {found}")
+    aiohttp = version("aiohttp")
+    if found != PINNED or not aiohttp.startswith(f"{AIOHTTP_SERIES}."):
+        raise IncompatibleSocketIO(
+            f"roomwire relies on the internals of {PINNED} and aiohttp {AIOHTTP_SERIES}.x; "
+            f"found {found}, aiohttp {aiohttp}"
+        )

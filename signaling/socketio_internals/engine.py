@@ -16,13 +16,17 @@ from aiohttp import web
 from engineio.async_drivers.aiohttp import WebSocket as AiohttpWebSocket
 from engineio.async_socket import AsyncSocket
 
+from .frames import ServerWebSocket
 from .heartbeats import Heartbeats
-from .wire import Outbox, SendQueue, Wire, packet_bytes
+from .wire import TEXT, Outbox, SendQueue, Wire, packet_bytes
 
 log = logging.getLogger("roomwire.socketio")
 
 # (eio_sid, why) for a socket dropped by the server for its own protection.
 DroppedHandler = Callable[[str, str], None]
+# (eio_sid, the Socket.IO packet of an Engine.IO message) -> whether it was taken: handled at once
+# (an event), or left to python-socketio's message handler (anything else).
+EventTaker = Callable[[str, str], bool]
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ class EngineSocket(AsyncSocket):
         finally:
             self.upgrading = False
 
-    async def _serve(self, websocket: web.WebSocketResponse) -> None:
+    async def _serve(self, websocket: ServerWebSocket) -> None:
         assert self.transport is not None
         wire = Wire(self.transport, self.server.outbox)
         while not self.queue.empty():  # the open packet, or what waited for the upgrade
@@ -109,14 +113,22 @@ class EngineSocket(AsyncSocket):
         self.queue = wire
         message = self.server.handlers["message"]  # python-socketio's
         limit = self.server.max_http_buffer_size
+        frames, take = websocket._reader, self._take
         while True:
+            # events and pongs are taken as they are parsed while this waits with nothing queued
+            frames.take = take
+            # not kept while waiting: the last message the loop handled is often the connect,
+            # whose token would stay in memory for the life of the connection
+            data = None
             try:
                 data = (await websocket.receive()).data
             except (Exception, asyncio.CancelledError):  # aiohttp cancels it when the connection is lost
                 break
+            finally:
+                frames.take = None
             if data == "3":
                 self.schedule_ping()
-            elif not isinstance(data, str | bytes) or len(data) > limit:  # closed, or a broken frame
+            elif not isinstance(data, TEXT) or len(data) > limit:  # closed, or a broken frame
                 break
             elif isinstance(data, str) and data[:1] == "4":
                 try:
@@ -137,6 +149,16 @@ class EngineSocket(AsyncSocket):
         await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
         if self.goodbye is not None:  # the client hung up
             self.goodbye.cancel()
+
+    def _take(self, data: Any) -> bool:
+        """A message as aiohttp parsed it: a pong, or an event (`42...`), is handled at once."""
+        if data == "3":
+            self.schedule_ping()
+            return True
+        take_event = self.server.take_event
+        if take_event is not None and type(data) is str and data[:2] == "42":
+            return take_event(self.sid, data[1:])
+        return False
 
 
 def _environ_key(header: str) -> str:
@@ -203,7 +225,7 @@ class WebSocketDriver(AiohttpWebSocket):
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
         # python-engineio's, with the `compress` argument
         self.request = environ["aiohttp.request"]
-        self._sock = web.WebSocketResponse(
+        self._sock = ServerWebSocket(
             max_msg_size=self.server.max_http_buffer_size, compress=self.server.websocket_compression
         )
         await self._sock.prepare(self.request)
@@ -219,6 +241,7 @@ class EngineServer(engineio.AsyncServer):
     limits = SocketLimits()
     loop: asyncio.AbstractEventLoop  # of its connections: set at every connect
     on_dropped: DroppedHandler | None = None
+    take_event: EventTaker | None = None  # python-socketio's server sets it
     websocket_compression = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

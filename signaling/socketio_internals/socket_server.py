@@ -39,6 +39,7 @@ class SocketServer(socketio.AsyncServer):
         self.eio.limits = limits
         self.eio.websocket_compression = websocket_compression
         self.eio.on_dropped = self._dropped
+        self.eio.take_event = self._take_event
         # python-socketio's `handle_request` only awaits Engine.IO's: one coroutine fewer held
         # for the whole life of every WebSocket
         self.handle_request = self.eio.handle_request
@@ -61,21 +62,35 @@ class SocketServer(socketio.AsyncServer):
         except ValueError as exc:  # a frame the decoder cannot read at all: nothing to answer
             log.debug("dropped an unreadable packet from %s: %s", eio_sid, exc)
 
+    def _take_event(self, eio_sid: str, text: str) -> bool:
+        """An event frame as its WebSocket's parser reads it: its task is started in the same
+        pass of the event loop (python-socketio's `_handle_eio_message` for an EVENT packet)."""
+        if eio_sid in self._binary_packet:  # never: binary packets are refused (packets.py)
+            return False
+        try:
+            pkt = self.packet_class(encoded_packet=text)
+        except ValueError as exc:
+            log.debug("dropped an unreadable packet from %s: %s", eio_sid, exc)
+            return True
+        if pkt.packet_type != sio_packet.EVENT:
+            return False
+        self._start_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
+        return True
+
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
-        if isinstance(data, RefusedPayload):
-            await self._refuse(eio_sid, namespace, id, data.why)
-        elif not isinstance(data, list) or not data or not isinstance(data[0], str):
-            await self._refuse(eio_sid, namespace, id, "an event's name must be a string")
-        elif data[0] in RESERVED_EVENTS:
-            await self._refuse(eio_sid, namespace, id, f"{data[0]!r} is a reserved event name")
+        self._start_event(eio_sid, namespace, id, data)
+
+    def _start_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
+        """A task for the event's handler, or for the ack that refuses it."""
+        namespace = namespace or "/"
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is None or not self.manager.is_connected(sid, namespace):  # before the namespace connect
+            self._ack(eio_sid, namespace, id, ProtocolError("unauthorized", "connect to the namespace first").ack())
+        elif (why := _refusal(data)) is not None:
+            self.eio.in_background(self._refuse(sid, eio_sid, namespace, id, why))
         else:
             # python-socketio's, less its logging and its task helper's checks: a task per event
-            namespace = namespace or "/"
-            sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
-            if self.manager.is_connected(sid, namespace):
-                self.eio.in_background(self._handle_event_internal(self, sid, eio_sid, data, namespace, id))
-            else:  # before the namespace connect: answered `unauthorized` like a refused frame
-                await self._refuse(eio_sid, namespace, id, "not connected")
+            self.eio.in_background(self._handle_event_internal(self, sid, eio_sid, data, namespace, id))
 
     async def _handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: list[Any], namespace: str, id: int | None
@@ -89,6 +104,10 @@ class SocketServer(socketio.AsyncServer):
             args = [] if answer is None else list(answer) if isinstance(answer, tuple) else [answer]
             self._send_text(eio_sid, encoded(sio_packet.ACK, namespace, args, id))
 
+    def _ack(self, eio_sid: str, namespace: str, id: int | None, answer: dict[str, Any]) -> None:
+        if id is not None:
+            self._send_text(eio_sid, encoded(sio_packet.ACK, namespace, [answer], id))
+
     async def _send_packet(self, eio_sid: str, pkt: sio_packet.Packet) -> None:
         # python-socketio's, without awaiting: roomwire's packets have no binary attachments
         self._send_text(eio_sid, pkt.encode())
@@ -97,16 +116,10 @@ class SocketServer(socketio.AsyncServer):
         """Send an encoded Socket.IO packet."""
         self.eio.deliver(eio_sid, engineio.packet.Packet(engineio.packet.MESSAGE, text))
 
-    async def _refuse(self, eio_sid: str, namespace: str | None, id: int | None, why: str) -> None:
-        sid = self.manager.sid_from_eio_sid(eio_sid, namespace or "/")
-        if sid is None or not self.manager.is_connected(sid, namespace or "/"):
-            ack = ProtocolError("unauthorized", "connect to the namespace first").ack()
-        elif self._on_refused is not None:
-            ack = await self._on_refused(sid, why)
-        else:
-            ack = bad_request(why).ack()
-        if id is not None:
-            self._send_text(eio_sid, encoded(sio_packet.ACK, namespace, [ack], id))
+    async def _refuse(self, sid: str, eio_sid: str, namespace: str, id: int | None, why: str) -> None:
+        """A connected socket's event frame that is not dispatched: answered in its ack."""
+        refused = self._on_refused
+        self._ack(eio_sid, namespace, id, await refused(sid, why) if refused is not None else bad_request(why).ack())
 
     # -- deadlines ---------------------------------------------------------------------------
 
@@ -145,6 +158,17 @@ class SocketServer(socketio.AsyncServer):
         log.warning("dropping connection %s: %s", eio_sid, why)
         if self._count_dropped is not None:
             self._count_dropped()
+
+
+def _refusal(data: Any) -> str | None:
+    """Why an event frame's data is not dispatched, or None."""
+    if isinstance(data, RefusedPayload):
+        return data.why
+    if not isinstance(data, list) or not data or not isinstance(data[0], str):
+        return "an event's name must be a string"
+    if data[0] in RESERVED_EVENTS:
+        return f"{data[0]!r} is a reserved event name"
+    return None
 
 
 class DirectEmitManager(socketio.AsyncManager):

@@ -35,9 +35,12 @@ class SendQueue(asyncio.Queue):  # type: ignore[type-arg]
         return self.qsize(), self.bytes
 
 
+TEXT = (str, bytes)  # what a frame carries; a tuple: `str | bytes` builds a new union at every call
+
+
 def packet_bytes(item: Any) -> int:
     data = getattr(item, "data", None)
-    return len(data) if isinstance(data, str | bytes) else 0
+    return len(data) if isinstance(data, TEXT) else 0
 
 
 def websocket_frame(pkt: engineio.packet.Packet) -> bytes:

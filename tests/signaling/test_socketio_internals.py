@@ -13,6 +13,8 @@ import inspect
 import engineio
 import pytest
 import socketio
+from aiohttp import web
+from aiohttp._websocket import reader as websocket_reader
 from engineio.async_drivers import aiohttp as aiohttp_driver
 from engineio.async_socket import AsyncSocket
 from roomwire.signaling import socketio_internals
@@ -31,6 +33,10 @@ def test_the_installed_releases_are_the_pinned_ones(monkeypatch: pytest.MonkeyPa
     socketio_internals.verify()
     monkeypatch.setitem(socketio_internals.PINNED, "python-socketio", "0.0.1")
     with pytest.raises(IncompatibleSocketIO, match=r"0\.0\.1"):
+        socketio_internals.verify()
+    monkeypatch.undo()
+    monkeypatch.setattr(socketio_internals, "AIOHTTP_SERIES", "0.1")
+    with pytest.raises(IncompatibleSocketIO, match=r"aiohttp 0\.1"):
         socketio_internals.verify()
 
 
@@ -62,6 +68,8 @@ def test_the_installed_releases_are_the_pinned_ones(monkeypatch: pytest.MonkeyPa
         (AsyncSocket, "receive", ["pkt"]),
         (aiohttp_driver.WebSocket, "__call__", ["environ"]),
         (socketio.packet.Packet, "decode", ["encoded_packet"]),
+        (web.WebSocketResponse, "_post_start", ["request", "protocol", "writer"]),
+        (websocket_reader.WebSocketDataQueue, "feed_data", ["data", "size"]),
     ],
 )
 def test_the_internals_we_override_are_where_they_were(owner: type, method: str, parameters: list[str]) -> None:
@@ -101,6 +109,9 @@ LIBRARY_SOURCE = [
     ("socketio.base_manager.BaseManager.basic_enter_room", "3f509586d2d7f47e"),
     ("socketio.base_manager.BaseManager.basic_leave_room", "e27f3eea06d1c6a6"),
     ("socketio.async_manager.AsyncManager.emit", "01ccd5b82b4f955e"),
+    ("aiohttp.web_ws.WebSocketResponse._post_start", "5537cb3f2ecae6ed"),
+    ("aiohttp._websocket.reader_py.WebSocketDataQueue.feed_data", "2f38295087b8809f"),
+    ("aiohttp.web_ws.WebSocketResponse.receive", "7ba90b3668b041b1"),
 ]
 
 
