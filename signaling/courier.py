@@ -49,7 +49,10 @@ class Courier:
     # -- to one connection -----------------------------------------------------------------
 
     async def emit(self, member: Membership, event: str, data: Any) -> None:
-        await self._deliver(member, {"op": "emit", "sid": member.owner, "event": event, "data": data})
+        if member.node == self.backend.node_id:  # as `_emit` would, without building the command
+            await self.sio.emit(event, data, to=member.owner)
+        else:
+            await self.backend.send(member.node, {"op": "emit", "sid": member.owner, "event": event, "data": data})
 
     async def kick(self, member: Membership, reason: str) -> None:
         """The connection gets `kicked {reason}` and is disconnected."""

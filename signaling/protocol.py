@@ -183,6 +183,9 @@ def encoded_json(value: Any, what: str = "the payload") -> bytes:
         raise bad_request(f"{what} is not valid JSON: {exc}") from None
 
 
+_CONTAINERS = (dict, list, tuple)  # a tuple: `dict | list | tuple` builds a new union at every call
+
+
 def _depth_exceeds(value: Any, limit: int) -> bool:
     # Iterative: a value nested far deeper than the interpreter's recursion limit must not
     # crash the check meant to refuse it.
@@ -191,13 +194,15 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
         item, depth = stack.pop()
         if isinstance(item, dict):
             children: Any = item.values()
-        elif isinstance(item, list | tuple):
+        elif isinstance(item, _CONTAINERS):
             children = item
         else:
             continue
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | tuple))
+        for child in children:
+            if isinstance(child, _CONTAINERS):
+                stack.append((child, depth + 1))
     return False
 
 

@@ -115,7 +115,7 @@ class SocketAPI:
             "message": self.message,
         }
         for name, handler in events.items():
-            sio.on(name, self._guarded(name, handler))
+            sio.on(name, functools.partial(self._dispatch, name, handler))
         sio.on("*", self.on_other)
 
     # -- connection lifecycle ------------------------------------------------------------
@@ -167,14 +167,7 @@ class SocketAPI:
 
     # -- the guard every event goes through ------------------------------------------------
 
-    def _guarded(self, name: str, handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
-        @functools.wraps(handler)
-        async def guarded(sid: str, *args: Any) -> dict[str, Any]:
-            return await self._dispatch(name, sid, args, handler)
-
-        return guarded
-
-    async def _dispatch(self, name: str, sid: str, args: tuple[Any, ...], handler: Handler) -> dict[str, Any]:
+    async def _dispatch(self, name: str, handler: Handler, sid: str, *args: Any) -> dict[str, Any]:
         metrics = self.metrics
         metrics.events_in.labels(name if name in self._known else "other").inc()
         conn = self.connections.get(sid)
@@ -197,8 +190,8 @@ class SocketAPI:
     async def on_other(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
         if event.startswith("sfu."):
             op = event[4:]
-            return await self._dispatch("sfu", sid, args, lambda conn, data: self.sfu(conn, op, data))
-        return await self._dispatch(event, sid, args, self.unknown)
+            return await self._dispatch("sfu", lambda conn, data: self.sfu(conn, op, data), sid, *args)
+        return await self._dispatch(event, self.unknown, sid, *args)
 
     async def unknown(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         raise bad_request("unknown event")
@@ -209,7 +202,7 @@ class SocketAPI:
         async def refused(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
             raise bad_request(why)
 
-        return await self._dispatch("other", sid, (), refused)
+        return await self._dispatch("other", refused, sid)
 
     # -- events ----------------------------------------------------------------------------
 
