@@ -45,6 +45,17 @@ def test_serve_freezes_its_startup_objects_and_collects_young_ones_less_often():
         gc.set_threshold(*threshold)
 
 
+def test_a_signaling_command_loads_no_media_library():
+    # every `roomwire` command loads the `bot` command's entry point; aiortc and PyAV (~50 MiB)
+    # are loaded only by the command that runs bots (and by `serve --media sfu`)
+    probe = (
+        "import sys; from roomwire.signaling.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('aiortc', 'av', 'roomwire.media.bot.client') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=clean_environment(None))
+    assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr
+
+
 def test_token_mints_a_verifiable_token():
     result = run("token", "--room", "demo", "--identity", "ann", "--name", "Ann", "--ttl", "60")
     assert result.returncode == 0, result.stderr
