@@ -23,9 +23,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from .protocol import ProtocolError
 
