@@ -1,18 +1,20 @@
 """Headless bot peers: `Bot` joins a room like any participant (see docs/bots.md).
 
-The names below are loaded when first used: `roomwire.media.bot.cli` is imported by every
-`roomwire` command (its entry point), and `Bot` needs aiortc and PyAV (~50 MiB, most of a
-signaling server's start-up)."""
+`Bot` and the names beside it are loaded when first used: `roomwire.media.bot.cli` is imported
+by every `roomwire` command (its entry point), and they need aiortc and PyAV (~50 MiB, most of a
+signaling server's start-up). `dev_token` and `BotError` are light, and imported at once:
+`dev_token` is also the name of a submodule, which would otherwise shadow the function."""
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .dev_token import dev_token
+from .errors import BotError
+
 if TYPE_CHECKING:
     from .client import Bot, Message
-    from .dev_token import dev_token
-    from .errors import BotError
     from .peers import Publication
     from .tracks import RemoteTrack
 
@@ -21,8 +23,6 @@ __all__ = ["Bot", "BotError", "Message", "Publication", "RemoteTrack", "dev_toke
 _MODULE_OF = {
     "Bot": ".client",
     "Message": ".client",
-    "dev_token": ".dev_token",
-    "BotError": ".errors",
     "Publication": ".peers",
     "RemoteTrack": ".tracks",
 }
