@@ -126,9 +126,9 @@ class EngineSocket(AsyncSocket):
                 break
             finally:
                 frames.take = None
-            if data == "3":
-                self.schedule_ping()
-            elif not isinstance(data, TEXT) or len(data) > limit:  # closed, or a broken frame
+            if take(data):  # a pong or an event that was queued behind another message
+                continue
+            if not isinstance(data, TEXT) or len(data) > limit:  # closed, or a broken frame
                 break
             elif isinstance(data, str) and data[:1] == "4":
                 try:
@@ -156,9 +156,13 @@ class EngineSocket(AsyncSocket):
             self.schedule_ping()
             return True
         take_event = self.server.take_event
-        if take_event is not None and type(data) is str and data[:2] == "42":
+        if take_event is None or type(data) is not str or data[:2] != "42":
+            return False
+        try:
             return take_event(self.sid, data[1:])
-        return False
+        except Exception:  # as a failing message handler: logged, and the socket reads on
+            log.exception("%s: event frame error", self.sid)
+            return True
 
 
 def _environ_key(header: str) -> str:

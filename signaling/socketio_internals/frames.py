@@ -10,7 +10,6 @@ nothing queued, so messages are never handled out of order.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +19,8 @@ from aiohttp.helpers import DEFAULT_CHUNK_SIZE
 from aiohttp.http import WebSocketWriter
 from aiohttp.web_request import BaseRequest
 
-log = logging.getLogger("roomwire.socketio")
-
-# A message's data (a str for text frames) -> whether it was taken (handled, or dropped).
+# A message's data (a str for text frames) -> whether it was taken (handled, or dropped). It
+# must not raise: it runs inside aiohttp's parser.
 Taker = Callable[[Any], bool]
 
 
@@ -37,14 +35,8 @@ class FrameQueue(WebSocketDataQueue):
 
     def feed_data(self, data: Any, size: int) -> None:
         take = self.take
-        if take is not None and not self._buffer:
-            try:
-                if take(data.data):
-                    return
-            except Exception:  # the parser must go on with the connection's next frames
-                log.exception("handling a WebSocket message failed")
-                return
-        super().feed_data(data, size)
+        if take is None or self._buffer or not take(data.data):
+            super().feed_data(data, size)
 
 
 class ServerWebSocket(web.WebSocketResponse):

@@ -64,9 +64,8 @@ class SocketServer(socketio.AsyncServer):
 
     def _take_event(self, eio_sid: str, text: str) -> bool:
         """An event frame as its WebSocket's parser reads it: its task is started in the same
-        pass of the event loop (python-socketio's `_handle_eio_message` for an EVENT packet)."""
-        if eio_sid in self._binary_packet:  # never: binary packets are refused (packets.py)
-            return False
+        pass of the event loop (python-socketio's `_handle_eio_message` for an EVENT packet; no
+        binary packet is ever pending: `WirePacket` refuses them)."""
         try:
             pkt = self.packet_class(encoded_packet=text)
         except ValueError as exc:
@@ -85,7 +84,7 @@ class SocketServer(socketio.AsyncServer):
         namespace = namespace or "/"
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
         if sid is None or not self.manager.is_connected(sid, namespace):  # before the namespace connect
-            self._ack(eio_sid, namespace, id, ProtocolError("unauthorized", "connect to the namespace first").ack())
+            self._ack(eio_sid, namespace, id, [ProtocolError("unauthorized", "connect to the namespace first").ack()])
         elif (why := _refusal(data)) is not None:
             self.eio.in_background(self._refuse(sid, eio_sid, namespace, id, why))
         else:
@@ -100,13 +99,13 @@ class SocketServer(socketio.AsyncServer):
         if handler is None:
             return
         answer = await handler(*args)
-        if id is not None:
-            args = [] if answer is None else list(answer) if isinstance(answer, tuple) else [answer]
-            self._send_text(eio_sid, encoded(sio_packet.ACK, namespace, args, id))
+        args = [] if answer is None else list(answer) if isinstance(answer, tuple) else [answer]
+        self._ack(eio_sid, namespace, id, args)
 
-    def _ack(self, eio_sid: str, namespace: str, id: int | None, answer: dict[str, Any]) -> None:
+    def _ack(self, eio_sid: str, namespace: str, id: int | None, args: list[Any]) -> None:
+        """Answer the event with ack id `id` (none: nothing to answer)."""
         if id is not None:
-            self._send_text(eio_sid, encoded(sio_packet.ACK, namespace, [answer], id))
+            self._send_text(eio_sid, encoded(sio_packet.ACK, namespace, args, id))
 
     async def _send_packet(self, eio_sid: str, pkt: sio_packet.Packet) -> None:
         # python-socketio's, without awaiting: roomwire's packets have no binary attachments
@@ -119,7 +118,7 @@ class SocketServer(socketio.AsyncServer):
     async def _refuse(self, sid: str, eio_sid: str, namespace: str, id: int | None, why: str) -> None:
         """A connected socket's event frame that is not dispatched: answered in its ack."""
         refused = self._on_refused
-        self._ack(eio_sid, namespace, id, await refused(sid, why) if refused is not None else bad_request(why).ack())
+        self._ack(eio_sid, namespace, id, [await refused(sid, why) if refused is not None else bad_request(why).ack()])
 
     # -- deadlines ---------------------------------------------------------------------------
 

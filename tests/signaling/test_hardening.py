@@ -88,6 +88,18 @@ async def test_binary_packets_are_refused_and_do_not_swallow_the_next_frames(run
     await alice.close()
 
 
+async def test_an_event_frame_that_cannot_be_read_is_dropped_and_the_socket_stays(running, caplog):
+    # an ack id past 100 digits: the packet decoder gives up, and no ack could name it
+    alice = await joined_raw(running, "r1", "alice")
+    with caplog.at_level(logging.INFO):
+        await alice.send("42" + "7" * 101 + '["update",{"name":"unread"}]')
+        assert (await alice.call("update", {"name": "still here"}))["ok"]
+    assert not [f for f in alice.frames if f.startswith("437")]
+    assert [p["name"] for p in await running.server.participants("r1")] == ["still here"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    await alice.close()
+
+
 @pytest.mark.parametrize("depth", [10_000, 1_000, MAX_JSON_DEPTH + 1])
 async def test_deeply_nested_json_is_refused_and_the_socket_stays(running, depth, caplog):
     alice = await joined_raw(running, "r1", "alice")
