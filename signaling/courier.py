@@ -13,6 +13,7 @@ import socketio
 
 from .backend import Command, CommandHandler, Membership, StateBackend
 from .protocol import ProtocolError, bad_request
+from .socketio_internals import SocketServer
 
 # A call to a connection of another node may take this much longer than the call itself.
 REQUEST_MARGIN = 2.0
@@ -25,7 +26,7 @@ def sio_room(room: str) -> str:
 
 
 class Courier:
-    def __init__(self, sio: socketio.AsyncServer, backend: StateBackend) -> None:
+    def __init__(self, sio: SocketServer, backend: StateBackend) -> None:
         self.sio = sio
         self.backend = backend
         self._ops: dict[str, CommandHandler] = {
@@ -50,7 +51,7 @@ class Courier:
 
     async def emit(self, member: Membership, event: str, data: Any) -> None:
         if member.node == self.backend.node_id:  # as `_emit` would, without building the command
-            await self.sio.emit(event, data, to=member.owner)
+            self.sio.send_event(member.owner, event, data)
         else:
             await self.backend.send(member.node, {"op": "emit", "sid": member.owner, "event": event, "data": data})
 
@@ -86,11 +87,11 @@ class Courier:
     # -- carried out on the node that holds the connection ---------------------------------------
 
     async def _emit(self, command: Command) -> None:
-        await self.sio.emit(command["event"], command["data"], to=command["sid"])
+        self.sio.send_event(command["sid"], command["event"], command["data"])
 
     async def _kick(self, command: Command) -> None:
         sid = command["sid"]
-        await self.sio.emit("kicked", {"reason": command["reason"]}, to=sid)
+        self.sio.send_event(sid, "kicked", {"reason": command["reason"]})
         await self.sio.disconnect(sid)
 
     async def _call(self, command: Command) -> Any:

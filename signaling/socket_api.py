@@ -219,7 +219,7 @@ class SocketAPI:
             return
         conn.joined = False
         await self.sio.leave_room(conn.sid, sio_room(conn.room))
-        await self.sio.emit("kicked", {"reason": REJOIN}, to=conn.sid)
+        self.sio.send_event(conn.sid, "kicked", {"reason": REJOIN})
         # after this event's ack has gone out
         self._spawn(self.sio.disconnect(conn.sid))
         raise ProtocolError("conflict", "you are no longer in the room; connect and join again")

@@ -111,6 +111,13 @@ class SocketServer(socketio.AsyncServer):
         # python-socketio's, without awaiting: roomwire's packets have no binary attachments
         self._send_text(eio_sid, pkt.encode())
 
+    def send_event(self, sid: str, event: str, data: Any) -> None:
+        """Emit `event` with `data` to one connection of this node (nothing if it is gone): what
+        `emit(event, data, to=sid)` does, without the room lookup and two coroutines per emit."""
+        eio_sid = self.manager.eio_sid_from_sid(sid, "/")
+        if eio_sid is not None:
+            self._send_text(eio_sid, encoded(sio_packet.EVENT, "/", [event, data]))
+
     def _send_text(self, eio_sid: str, text: str) -> None:
         """Send an encoded Socket.IO packet."""
         self.eio.deliver(eio_sid, engineio.packet.Packet(engineio.packet.MESSAGE, text))
