@@ -35,7 +35,7 @@ from importlib.metadata import version
 
 from .engine import EngineServer, EngineSocket, RequestEnviron, SocketLimits, WebSocketDriver
 from .heartbeats import HEARTBEAT_TICK, Heartbeats
-from .packets import OrjsonCodec, RefusedPayload, WirePacket, encoded
+from .packets import OrjsonCodec, RefusedPayload, WirePacket, encoded, plain_event
 from .socket_server import DirectEmitManager, SocketServer, has_local_members
 from .wire import SendQueue, Wire, websocket_frame
 
@@ -57,6 +57,7 @@ __all__ = [
     "WirePacket",
     "encoded",
     "has_local_members",
+    "plain_event",
     "verify",
     "websocket_frame",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,24 @@ class WirePacket(sio_packet.Packet):
                 pass
         self.data = RefusedPayload(why)
         return 0
+
+
+_PLAIN_EVENT = re.compile(r"2(\d{0,100})\[")  # EVENT, the default namespace, an optional ack id, an array
+
+
+def plain_event(text: str) -> tuple[int | None, list[Any]] | None:
+    """The ack id and data of the frame every client event arrives in (`2<id>[...]`: the default
+    namespace, valid JSON), read in one pass; None for any other frame, which `WirePacket`
+    decodes (and answers if it must) the same way it always does."""
+    match = _PLAIN_EVENT.match(text)
+    if match is None:
+        return None
+    try:
+        data = orjson.loads(text[match.end() - 1 :])
+    except orjson.JSONDecodeError:
+        return None
+    digits = match.group(1)
+    return (int(digits) if digits else None), data
 
 
 def encoded(kind: int, namespace: str | None, data: Any, id: int | None = None) -> str:

@@ -15,7 +15,7 @@ from socketio import packet as sio_packet
 
 from ..protocol import RESERVED_EVENTS, ProtocolError, bad_request
 from .engine import EngineServer, SocketLimits
-from .packets import RefusedPayload, WirePacket, encoded
+from .packets import RefusedPayload, WirePacket, encoded, plain_event
 
 log = logging.getLogger("roomwire.socketio")
 
@@ -65,7 +65,12 @@ class SocketServer(socketio.AsyncServer):
     def _take_event(self, eio_sid: str, text: str) -> bool:
         """An event frame as its WebSocket's parser reads it: its task is started in the same
         pass of the event loop (python-socketio's `_handle_eio_message` for an EVENT packet; no
-        binary packet is ever pending: `WirePacket` refuses them)."""
+        binary packet is ever pending: `WirePacket` refuses them). The usual frame is read by
+        `plain_event`; any other by `WirePacket`."""
+        event = plain_event(text)
+        if event is not None:
+            self._start_event(eio_sid, "/", *event)
+            return True
         try:
             pkt = self.packet_class(encoded_packet=text)
         except ValueError as exc:

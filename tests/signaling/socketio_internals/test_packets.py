@@ -1,10 +1,11 @@
-"""signaling/socketio_internals/packets.py: Socket.IO packets through orjson, and the stand-in for
-a payload whose JSON orjson refuses (the frame keeps its type and ack id, so it is answered)."""
+"""signaling/socketio_internals/packets.py: Socket.IO packets through orjson, the stand-in for
+a payload whose JSON orjson refuses (the frame keeps its type and ack id, so it is answered), and
+the one-pass reading of the usual event frame, which reads what `WirePacket` reads."""
 
 from __future__ import annotations
 
 import socketio
-from roomwire.signaling.socketio_internals import RefusedPayload, WirePacket, encoded
+from roomwire.signaling.socketio_internals import RefusedPayload, WirePacket, encoded, plain_event
 
 
 def test_a_packet_whose_json_is_refused_keeps_its_type_and_ack_id() -> None:
@@ -45,3 +46,32 @@ def test_only_binary_packets_count_attachments_and_binary_packets_are_refused_wi
         assert isinstance(packet.data, RefusedPayload) and "binary" in packet.data.why, frame
     assert WirePacket(encoded_packet="61-/x,4[]").namespace == "/x"
     assert WirePacket(encoded_packet='23["a-b",{"n":-1}]').data == ["a-b", {"n": -1}]
+
+
+def test_the_usual_event_frame_is_read_as_wire_packet_reads_it_and_any_other_is_left_to_it() -> None:
+    sdp = {"sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\na=x:[1,2]-{3}"}
+    usual = [
+        '2["join",{}]',
+        '27["signal",' + WirePacket(data=sdp).encode()[1:] + "]",
+        '2007["update",{"name":"é"}]',
+        "2" + "9" * 100 + '["leave"]',
+        '20[1,2.5,null,"x"]',
+        "2[]",
+    ]
+    for frame in usual:
+        packet = WirePacket(encoded_packet=frame)
+        assert packet.namespace is None and not isinstance(packet.data, RefusedPayload), frame
+        assert plain_event(frame) == (packet.id, packet.data), frame
+    left = [
+        '2/admin,3["join",{}]',  # another namespace
+        '21-["update",{}]',  # what looks like an attachment count
+        '25["update",{"name":"a\\ud800"}]',  # JSON orjson refuses
+        '2["join",{}',  # JSON cut short
+        "2" + "9" * 101 + '["leave"]',  # an ack id over 100 digits
+        '3["join"]',  # an ack, not an event
+        '51-["join",{"_placeholder":true,"num":0}]',  # a binary event
+        '2 ["join"]',
+        "2",
+    ]
+    for frame in left:
+        assert plain_event(frame) is None, frame
