@@ -175,8 +175,7 @@ def encoded_json(value: Any, what: str = "the payload") -> bytes:
     here can fail later on its way out: strings must be valid UTF-8 (no lone surrogates),
     integers fit 64 bits, and objects and arrays nest at most MAX_JSON_DEPTH levels.
     """
-    if _depth_exceeds(value, MAX_JSON_DEPTH):
-        raise bad_request(f"{what} nests deeper than {MAX_JSON_DEPTH} levels of objects and arrays")
+    check_depth(value, what)
     try:
         return orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError) as exc:
@@ -184,6 +183,12 @@ def encoded_json(value: Any, what: str = "the payload") -> bytes:
 
 
 _CONTAINERS = (dict, list, tuple)  # a tuple: `dict | list | tuple` builds a new union at every call
+
+
+def check_depth(value: Any, what: str = "the payload") -> None:
+    """Refuse a value whose objects and arrays nest deeper than MAX_JSON_DEPTH levels."""
+    if _depth_exceeds(value, MAX_JSON_DEPTH):
+        raise bad_request(f"{what} nests deeper than {MAX_JSON_DEPTH} levels of objects and arrays")
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:

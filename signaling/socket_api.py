@@ -26,9 +26,9 @@ from .protocol import (
     ProtocolError,
     bad_request,
     check_data,
+    check_depth,
     check_metadata,
     check_name,
-    encoded_json,
     parse_message,
     valid_identity,
 )
@@ -67,12 +67,14 @@ class Connection:
 
 
 def require_object(args: tuple[Any, ...]) -> dict[str, Any]:
-    """The event's one payload object, checked against the protocol's JSON rules."""
+    """The event's one payload object, checked against the protocol's JSON rules. The frame was
+    decoded by orjson, whose output always encodes again (valid UTF-8, numbers it can write)
+    once it nests no deeper than the protocol allows: only the depth is left to check."""
     if len(args) == 0 or args[0] is None:
         return {}
     if len(args) > 1 or not isinstance(args[0], dict):
         raise bad_request("the payload must be one JSON object")
-    encoded_json(args[0])
+    check_depth(args[0])
     return args[0]
 
 
