@@ -19,7 +19,10 @@ roomwire needs what the libraries do not offer as public API:
   and a monitor task (`heartbeats.py`); permessage-deflate refused where the WebSocket is made;
   the environ read from the request instead of copied; event frames taken from aiohttp's
   WebSocket parser as it reads them, not through a reader task woken per message
-  (`frames.py`); events dispatched and answered without python-socketio's wrappers;
+  (`frames.py`); the usual event frame read in one pass instead of python-socketio's
+  character-by-character decode (`packets.py`); events dispatched and answered without
+  python-socketio's wrappers, an eager event's handler in the pass that read its frame
+  without a task of its own (`eager.py`), an emit to one connection without a room lookup;
   broadcasts without a task per recipient and disconnects that look at the sid's own rooms
   only (`socket_server.py`);
 - whether this node has members in a Socket.IO room.

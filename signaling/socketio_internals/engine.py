@@ -16,6 +16,7 @@ from aiohttp import web
 from engineio.async_drivers.aiohttp import WebSocket as AiohttpWebSocket
 from engineio.async_socket import AsyncSocket
 
+from . import eager
 from .frames import ServerWebSocket
 from .heartbeats import Heartbeats
 from .wire import TEXT, Outbox, SendQueue, Wire, packet_bytes
@@ -56,6 +57,13 @@ class EngineSocket(AsyncSocket):
     transport: asyncio.Transport | None = None  # of its WebSocket request: `cut` closes it
     pinged_tick = -1  # the heartbeat tick of its last ping
     goodbye: asyncio.TimerHandle | None = None  # cuts its connection, closed, if the client stays
+    # the task of its last event handled in a task, until it is done: an eager event arriving
+    # meanwhile gets a task too, so that it does not overtake it (socket_server.py)
+    event_task: asyncio.Task[Any] | None = None
+
+    def event_done(self, task: asyncio.Task[Any]) -> None:
+        if self.event_task is task:
+            self.event_task = None
 
     async def send(self, pkt: engineio.packet.Packet) -> None:
         if await self.check_ping_timeout():
@@ -305,12 +313,19 @@ class EngineServer(engineio.AsyncServer):
     async def send_packet(self, sid: str, pkt: Any) -> None:
         self.deliver(sid, pkt)
 
-    def in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+    def in_background(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `work` in a task that is kept until it is done (on the loop of the last connection:
         a task per event, and `ensure_future` looks the loop up again each time)."""
         task = self.loop.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
+
+    def run_now(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
+        """Run `work` at once, and in a task once it waits (eager.py: only for work that starts
+        no timeout before it first waits); the task, if it waited."""
+        rest = eager.start(work)
+        return None if rest is None else self.in_background(rest)
 
     async def cut(self, sid: str, *, at_once: bool, reason: str | None = None) -> None:
         """Close a socket and its WebSocket connection; `at_once` discards what is unsent (for

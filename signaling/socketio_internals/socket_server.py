@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import engineio
@@ -46,6 +46,8 @@ class SocketServer(socketio.AsyncServer):
         self._count_dropped = dropped
         self._on_refused: RefusedHandler | None = None
         self._deadlines: dict[str, asyncio.TimerHandle] = {}
+        # events whose handlers start no timeout before they first wait, run at once (eager.py)
+        self.eager_events: set[str] = set()
 
     def _engineio_server_class(self) -> type[engineio.AsyncServer]:
         return EngineServer
@@ -91,10 +93,24 @@ class SocketServer(socketio.AsyncServer):
         if sid is None or not self.manager.is_connected(sid, namespace):  # before the namespace connect
             self._ack(eio_sid, namespace, id, [ProtocolError("unauthorized", "connect to the namespace first").ack()])
         elif (why := _refusal(data)) is not None:
-            self.eio.in_background(self._refuse(sid, eio_sid, namespace, id, why))
+            self._run(eio_sid, self._refuse(sid, eio_sid, namespace, id, why), eager=False)
         else:
             # python-socketio's, less its logging and its task helper's checks: a task per event
-            self.eio.in_background(self._handle_event_internal(self, sid, eio_sid, data, namespace, id))
+            # (none for an eager one that finishes without waiting)
+            work = self._handle_event_internal(self, sid, eio_sid, data, namespace, id)
+            self._run(eio_sid, work, eager=data[0] in self.eager_events)
+
+    def _run(self, eio_sid: str, work: Coroutine[Any, Any, None], *, eager: bool) -> None:
+        """Handle a socket's event in a task, or at once if it is eager and every event of the
+        socket before it is done: eager events never overtake the socket's earlier ones."""
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None:  # closed meanwhile: python-socketio would still run the handler
+            self.eio.in_background(work)
+            return
+        task = self.eio.run_now(work) if eager and socket.event_task is None else self.eio.in_background(work)
+        if task is not None:
+            socket.event_task = task
+            task.add_done_callback(socket.event_done)
 
     async def _handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: list[Any], namespace: str, id: int | None
