@@ -57,13 +57,6 @@ class EngineSocket(AsyncSocket):
     transport: asyncio.Transport | None = None  # of its WebSocket request: `cut` closes it
     pinged_tick = -1  # the heartbeat tick of its last ping
     goodbye: asyncio.TimerHandle | None = None  # cuts its connection, closed, if the client stays
-    # the task of its last event handled in a task, until it is done: an eager event arriving
-    # meanwhile gets a task too, so that it does not overtake it (socket_server.py)
-    event_task: asyncio.Task[Any] | None = None
-
-    def event_done(self, task: asyncio.Task[Any]) -> None:
-        if self.event_task is task:
-            self.event_task = None
 
     async def send(self, pkt: engineio.packet.Packet) -> None:
         if await self.check_ping_timeout():

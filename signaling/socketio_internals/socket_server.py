@@ -5,6 +5,7 @@ awaiting the write, broadcasts without a task per recipient."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -48,6 +49,9 @@ class SocketServer(socketio.AsyncServer):
         self._deadlines: dict[str, asyncio.TimerHandle] = {}
         # events whose handlers start no timeout before they first wait, run at once (eager.py)
         self.eager_events: set[str] = set()
+        # eio_sid -> the task of its socket's last event handled in a task, until it is done: an
+        # eager event arriving meanwhile gets a task too, so as not to overtake it
+        self._event_tasks: dict[str, asyncio.Task[None]] = {}
 
     def _engineio_server_class(self) -> type[engineio.AsyncServer]:
         return EngineServer
@@ -103,14 +107,15 @@ class SocketServer(socketio.AsyncServer):
     def _run(self, eio_sid: str, work: Coroutine[Any, Any, None], *, eager: bool) -> None:
         """Handle a socket's event in a task, or at once if it is eager and every event of the
         socket before it is done: eager events never overtake the socket's earlier ones."""
-        socket = self.eio.sockets.get(eio_sid)
-        if socket is None:  # closed meanwhile: python-socketio would still run the handler
-            self.eio.in_background(work)
-            return
-        task = self.eio.run_now(work) if eager and socket.event_task is None else self.eio.in_background(work)
+        waiting = self._event_tasks
+        task = self.eio.run_now(work) if eager and eio_sid not in waiting else self.eio.in_background(work)
         if task is not None:
-            socket.event_task = task
-            task.add_done_callback(socket.event_done)
+            waiting[eio_sid] = task
+            task.add_done_callback(functools.partial(self._event_done, eio_sid))
+
+    def _event_done(self, eio_sid: str, task: asyncio.Task[None]) -> None:
+        if self._event_tasks.get(eio_sid) is task:
+            del self._event_tasks[eio_sid]
 
     async def _handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: list[Any], namespace: str, id: int | None
