@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -54,9 +54,15 @@ class EngineSocket(AsyncSocket):
 
     server: EngineServer
     queue: SendQueue | Wire  # a Wire once its WebSocket is its transport
-    transport: asyncio.Transport | None = None  # of its WebSocket request: `cut` closes it
-    pinged_tick = -1  # the heartbeat tick of its last ping
-    goodbye: asyncio.TimerHandle | None = None  # cuts its connection, closed, if the client stays
+
+    def __init__(self, server: EngineServer, sid: str) -> None:
+        super().__init__(server, sid)
+        # Every attribute a socket will have, set here: one first set later can turn the
+        # instance's compact attribute storage into a dict of its own (an `event_task` set at
+        # each join cost 0.7 KiB per idle connection, docs/benchmarks.md).
+        self.transport: asyncio.Transport | None = None  # of its WebSocket request: `cut` closes it
+        self.pinged_tick = -1  # the heartbeat tick of its last ping
+        self.goodbye: asyncio.TimerHandle | None = None  # cuts its connection, closed, if the client stays
 
     async def send(self, pkt: engineio.packet.Packet) -> None:
         if await self.check_ping_timeout():
@@ -226,6 +232,11 @@ class WebSocketDriver(AiohttpWebSocket):
     enables it (~180 KiB per connection and a quarter of the CPU: docs/benchmarks.md)."""
 
     server: EngineServer
+
+    def __init__(self, handler: Callable[[WebSocketDriver], Awaitable[None]], server: EngineServer) -> None:
+        super().__init__(handler, server)
+        self.request: web.Request | None = None  # set here, not first in __call__ (see EngineSocket)
+        self.environ: dict[str, Any] | None = None
 
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
         # python-engineio's, with the `compress` argument

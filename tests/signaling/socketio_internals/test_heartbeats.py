@@ -1,6 +1,7 @@
 """signaling/socketio_internals/heartbeats.py through a real server (pings every second here):
 a client that answers is pinged every interval and stays; one that stops answering is cut and
-leaves while the others stay; a long-polling socket that closed is removed from the server."""
+leaves while the others stay; a long-polling socket that closed is removed from the server; a
+pinged socket has no attribute it was not created with (one added later can cost 0.7 KiB)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 
 import aiohttp
 import pytest
-from roomwire.signaling.socketio_internals import HEARTBEAT_TICK
+from roomwire.signaling.socketio_internals import HEARTBEAT_TICK, EngineSocket
 
 from tests.sio_client import joined_client
 
@@ -66,6 +67,20 @@ async def test_a_client_that_answers_is_pinged_every_interval_and_stays(quick):
     assert all(INTERVAL <= gap <= INTERVAL + HEARTBEAT_TICK + 0.25 for gap in gaps), gaps
     assert not recorder.closed.is_set()
     assert [p["identity"] for p in await quick.server.participants("r1")] == ["answers"]
+    await recorder.close()
+
+
+async def test_a_socket_that_was_joined_and_pinged_has_only_the_attributes_it_was_created_with(quick):
+    recorder = await PingRecorder.join(quick, "answers")
+    async with asyncio.timeout(5 * INTERVAL):
+        while len(recorder.pings) < 2:  # noqa: ASYNC110 - watching the recorder
+            await asyncio.sleep(0.05)
+    engine = quick.server.sio.eio
+    (socket,) = engine.sockets.values()
+    assert socket.pinged_tick >= 0 and socket.transport is not None
+    # an attribute first set after creation turns the socket's compact attribute storage into a
+    # dict of its own, for every connection (engine.py, EngineSocket.__init__)
+    assert set(vars(socket)) == set(vars(EngineSocket(engine, "fresh")))
     await recorder.close()
 
 
