@@ -17,6 +17,7 @@ from socketio import packet as sio_packet
 from ..protocol import RESERVED_EVENTS, ProtocolError, bad_request
 from .engine import EngineServer, SocketLimits
 from .packets import RefusedPayload, WirePacket, encoded, plain_event
+from .wire import Message
 
 log = logging.getLogger("roomwire.socketio")
 
@@ -146,7 +147,7 @@ class SocketServer(socketio.AsyncServer):
 
     def _send_text(self, eio_sid: str, text: str) -> None:
         """Send an encoded Socket.IO packet."""
-        self.eio.deliver(eio_sid, engineio.packet.Packet(engineio.packet.MESSAGE, text))
+        self.eio.deliver(eio_sid, Message(text))
 
     async def _refuse(self, sid: str, eio_sid: str, namespace: str, id: int | None, why: str) -> None:
         """A connected socket's event frame that is not dispatched: answered in its ack."""
@@ -264,7 +265,7 @@ class DirectEmitManager(socketio.AsyncManager):
             await super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, to=to, **kwargs)
             return
         args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
-        packet = engineio.packet.Packet(engineio.packet.MESSAGE, encoded(sio_packet.EVENT, namespace, [event, *args]))
+        packet = Message(encoded(sio_packet.EVENT, namespace, [event, *args]))
         skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
         deliver = self.server.eio.deliver
         for sid, eio_sid in self.get_participants(namespace, to or room):

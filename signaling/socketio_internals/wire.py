@@ -43,6 +43,20 @@ def packet_bytes(item: Any) -> int:
     return len(data) if isinstance(data, TEXT) else 0
 
 
+class Message(engineio.packet.Packet):
+    """An Engine.IO MESSAGE carrying an encoded Socket.IO packet: every event, ack and broadcast.
+    Built without python-engineio's checks for binary data (roomwire sends text), and with its
+    WebSocket frame's place set here: an attribute first set later turns each packet's compact
+    attribute storage into a dict."""
+
+    def __init__(self, text: str) -> None:
+        self.packet_type = engineio.packet.MESSAGE
+        self.data = text
+        self.encode_cache = None
+        self.binary = False
+        self.roomwire_frame: bytes | None = None
+
+
 def websocket_frame(pkt: engineio.packet.Packet) -> bytes:
     """The packet as one WebSocket frame from the server (unmasked, uncompressed), built once
     per packet however many sockets it goes to."""
