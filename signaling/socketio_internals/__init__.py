@@ -40,7 +40,7 @@ from .engine import EngineServer, EngineSocket, RequestEnviron, SocketLimits, We
 from .heartbeats import HEARTBEAT_TICK, Heartbeats
 from .packets import OrjsonCodec, RefusedPayload, WirePacket, encoded, plain_event
 from .socket_server import DirectEmitManager, SocketServer, has_local_members
-from .wire import SendQueue, Wire, websocket_frame
+from .wire import Message, SendQueue, Wire, websocket_frame
 
 __all__ = [
     "HEARTBEAT_TICK",
@@ -49,6 +49,7 @@ __all__ = [
     "EngineSocket",
     "Heartbeats",
     "IncompatibleSocketIO",
+    "Message",
     "OrjsonCodec",
     "RefusedPayload",
     "RequestEnviron",

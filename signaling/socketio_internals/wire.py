@@ -62,16 +62,23 @@ def websocket_frame(pkt: engineio.packet.Packet) -> bytes:
     per packet however many sockets it goes to."""
     frame: bytes | None = getattr(pkt, "roomwire_frame", None)
     if frame is None:
-        encoded = pkt.encode()
-        payload, first = (encoded.encode(), 0x81) if isinstance(encoded, str) else (encoded, 0x82)
-        size = len(payload)
+        first = 0x81  # a text frame
+        if type(pkt) is Message:  # Engine.IO's "4" before the Socket.IO text, without joining them as text
+            kind, payload = b"4", pkt.data.encode()
+        else:
+            kind, encoded = b"", pkt.encode()
+            if isinstance(encoded, str):
+                payload = encoded.encode()
+            else:
+                payload, first = encoded, 0x82  # a binary frame
+        size = len(kind) + len(payload)
         if size < 126:
             header = bytes((first, size))
         elif size < 65536:
             header = struct.pack("!BBH", first, 126, size)
         else:
             header = struct.pack("!BBQ", first, 127, size)
-        frame = pkt.roomwire_frame = header + payload
+        frame = pkt.roomwire_frame = b"".join((header, kind, payload))
     return frame
 
 

@@ -10,7 +10,7 @@ import struct
 
 import engineio
 from roomwire.signaling.courier import sio_room
-from roomwire.signaling.socketio_internals import SendQueue, Wire, websocket_frame
+from roomwire.signaling.socketio_internals import Message, SendQueue, Wire, websocket_frame
 from roomwire.signaling.socketio_internals.wire import Outbox
 
 from tests.sio_client import joined_client
@@ -44,10 +44,11 @@ def read_frame(frame: bytes) -> tuple[int, bytes]:
 
 def test_frames_carry_every_size_and_are_built_once_per_packet() -> None:
     for size in (0, 125, 126, 65535, 65536, 200_000):
-        packet = message("é" * (size // 2) + "x" * (size % 2))
-        first, payload = read_frame(websocket_frame(packet))
-        assert first == 0x81 and payload.decode() == "4" + packet.data  # final text frame
-        assert websocket_frame(packet) is websocket_frame(packet)
+        text = "é" * (size // 2) + "x" * (size % 2)
+        for packet in (message(text), Message(text)):  # python-engineio's packet, and roomwire's
+            first, payload = read_frame(websocket_frame(packet))
+            assert first == 0x81 and payload.decode() == "4" + text  # final text frame
+            assert websocket_frame(packet) is websocket_frame(packet)
     first, payload = read_frame(websocket_frame(engineio.packet.Packet(engineio.packet.MESSAGE, b"\x00\x01")))
     assert (first, payload) == (0x82, b"\x00\x01")  # binary
 
