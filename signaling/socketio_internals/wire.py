@@ -57,14 +57,17 @@ class Message(engineio.packet.Packet):
         self.roomwire_frame: bytes | None = None
 
 
+_TYPE_DIGITS = tuple(str(kind).encode() for kind in range(len(engineio.packet.packet_names)))
+
+
 def websocket_frame(pkt: engineio.packet.Packet) -> bytes:
     """The packet as one WebSocket frame from the server (unmasked, uncompressed), built once
     per packet however many sockets it goes to."""
     frame: bytes | None = getattr(pkt, "roomwire_frame", None)
     if frame is None:
         first = 0x81  # a text frame
-        if type(pkt) is Message:  # Engine.IO's "4" before the Socket.IO text, without joining them as text
-            kind, payload = b"4", pkt.data.encode()
+        if type(pkt.data) is str:  # its type's digit, then its text: not joined as text first
+            kind, payload = _TYPE_DIGITS[pkt.packet_type], pkt.data.encode()
         else:
             kind, encoded = b"", pkt.encode()
             if isinstance(encoded, str):
