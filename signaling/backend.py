@@ -83,6 +83,9 @@ class StateBackend(ABC):
     # True when other nodes change the same rooms. Emits relayed between nodes could then
     # arrive out of log order, so each node delivers presence to its own sockets from the log.
     shared = False
+    # True when every call returns without waiting for anything (state in this process): an event
+    # whose handler only calls the backend may then run in the pass that read it (SocketAPI).
+    answers_at_once = False
     # This node's name in `Membership.node` and as the target of `send`/`request`.
     node_id = "local"
 

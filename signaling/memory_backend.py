@@ -25,6 +25,8 @@ SWEEP_INTERVAL = 30.0
 
 
 class MemoryBackend(StateBackend):
+    answers_at_once = True
+
     def __init__(self, retention: Retention | None = None) -> None:
         self.retention = retention or Retention()
         self._logs: dict[str, PresenceLog] = {}

@@ -119,9 +119,9 @@ class SocketAPI:
         for name, handler in events.items():
             sio.on(name, functools.partial(self._dispatch, name, handler))
         sio.on("*", self.on_other)
-        if not backend.shared:
-            # One node: a signal's handler relays it without waiting for anything, so it runs in
-            # the pass of the event loop that read its frame, without a task (eager.py).
+        if backend.answers_at_once:
+            # A signal's handler then relays it without waiting for anything, so it runs in the
+            # pass of the event loop that read its frame, without a task (eager.py).
             sio.eager_events.add("signal")
 
     # -- connection lifecycle ------------------------------------------------------------

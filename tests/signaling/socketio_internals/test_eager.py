@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from roomwire.signaling import MemoryBackend
+from roomwire.signaling.backend import Membership
 from roomwire.signaling.socketio_internals import eager
 
 from tests.raw_socket import RawSocket
@@ -115,3 +117,25 @@ async def test_an_eager_signal_sent_with_the_join_before_it_is_handled_after_the
     assert signal == {"from": "hasty", "type": "offer", "data": 1}
     await socket.close()
     await peer.close()
+
+
+class TimedBackend(MemoryBackend):
+    """An embedder's backend whose lookups wait under a timeout, as one over the network would."""
+
+    answers_at_once = False
+
+    async def membership(self, room: str, identity: str) -> Membership | None:
+        async with asyncio.timeout(5):  # refuses to start outside a task
+            await asyncio.sleep(0)
+            return await super().membership(room, identity)
+
+
+async def test_signals_are_eager_only_with_a_backend_that_answers_at_once(make_server) -> None:
+    running = await make_server(backend=TimedBackend())
+    assert running.server.sio.eager_events == set()
+    alice, _ = await joined_client(running.url, running.token("r1", "alice"))
+    bob, _ = await joined_client(running.url, running.token("r1", "bob"))
+    assert await alice.call("signal", {"to": "bob", "type": "offer", "data": 1}) == {"ok": True}
+    assert await bob.wait_for("signal") == {"from": "alice", "type": "offer", "data": 1}
+    await alice.close()
+    await bob.close()
