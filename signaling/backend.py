@@ -59,7 +59,7 @@ class RoomInfo:
 
 @dataclass
 class Membership:
-    participant: Participant  # as the backend holds it: read it, never change it
+    participant: Participant
     owner: str  # the connection that holds the identity: a Socket.IO sid or `watch:...`
     node: str  # the node that holds that connection
 

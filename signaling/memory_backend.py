@@ -87,7 +87,7 @@ class MemoryBackend(StateBackend):
         log = self._logs.get(room)
         if log is None or identity not in log.participants:
             return None
-        return Membership(participant=log.participants[identity], owner=log.owners[identity], node=self.node_id)
+        return Membership(participant=dict(log.participants[identity]), owner=log.owners[identity], node=self.node_id)
 
     async def snapshot(self, room: str) -> Recovery | None:
         log = self._logs.get(room)
