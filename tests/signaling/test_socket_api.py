@@ -210,6 +210,24 @@ async def test_flood_is_rate_limited_and_others_unaffected(make_server):
     await calm.close()
 
 
+async def test_a_signal_flood_is_rate_limited_and_only_what_was_accepted_is_relayed(make_server):
+    # signals run eagerly on one node (socketio_internals/eager.py): the same guard holds there
+    from roomwire.signaling import RateLimit
+
+    running = await make_server(rate_limit=RateLimit(rate=5, burst=10))
+    flooder, _ = await joined_client(running.url, running.token("r1", "flood"))
+    peer, _ = await joined_client(running.url, running.token("r1", "peer"))
+    acks = await asyncio.gather(
+        *(flooder.call("signal", {"to": "peer", "type": "candidate", "data": i}) for i in range(40))
+    )
+    accepted = [i for i, ack in enumerate(acks) if ack["ok"]]
+    assert {a["error"]["code"] for a in acks if not a["ok"]} == {"rate_limited"} and accepted
+    await peer.wait_for("signal", lambda s: s["data"] == accepted[-1])
+    assert [s["data"] for s in peer.events["signal"]] == accepted
+    await flooder.close()
+    await peer.close()
+
+
 async def test_engineio_packet_over_one_mib_closes_only_that_connection(running):
     big, _ = await joined_client(running.url, running.token("r1", "big"))
     other, _ = await joined_client(running.url, running.token("r1", "other"))
