@@ -169,7 +169,9 @@ def valid_identity(identity: object) -> bool:
 
 
 def encoded_json(value: Any, what: str = "the payload") -> bytes:
-    """`value` as the JSON the server will send on: the one test of what a client may send.
+    """`value` as the JSON the server will send on: the test of each value a client sends
+    (names, metadata, message and signal data, REST bodies). A socket event's payload as a whole
+    was decoded by orjson and needs only `check_depth` (socket_api.require_object).
 
     The encoder that writes every answer (orjson) is the one that judges, so nothing accepted
     here can fail later on its way out: strings must be valid UTF-8 (no lone surrogates),
